@@ -1,0 +1,69 @@
+"""Architecture registry: names -> builders and their input conventions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from streamcount.errors import ModelError
+from streamcount.models.bl import BLVGG19
+from streamcount.models.csrnet import CSRNet, CSRNetStudent
+from streamcount.models.mcnn import MCNN
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """How to build an architecture and how its input must be prepared.
+
+    Input is given to :class:`~streamcount.models.deploy.CountingNet` as float 0-255 in the
+    ``colour`` order; it computes ``(x * input_scale - mean) / std`` inside the graph.
+    """
+
+    name: str
+    builder: Callable[[], nn.Module]
+    colour: str  # "rgb" or "gray"
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_scale: float
+    output_stride: int
+    description: str
+    input_multiple: int = 8  # input H and W are cropped to a multiple of this
+
+
+def _rgb(name: str, builder: Callable[[], nn.Module], desc: str) -> ArchSpec:
+    return ArchSpec(name, builder, "rgb", IMAGENET_MEAN, IMAGENET_STD, 1 / 255.0, 8, desc)
+
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    spec.name: spec
+    for spec in (
+        _rgb("csrnet", CSRNet, "CSRNet teacher (VGG-16 front end, dilated back end), 16.26 M params"),
+        _rgb("csrnet_1_2", lambda: CSRNetStudent(2), "1/2-CSRNet SKT student, 4.07 M params"),
+        _rgb("csrnet_1_3", lambda: CSRNetStudent(3), "1/3-CSRNet SKT student, 1.81 M params"),
+        _rgb("csrnet_1_4", lambda: CSRNetStudent(4), "1/4-CSRNet SKT student, 1.02 M params"),
+        _rgb("csrnet_1_5", lambda: CSRNetStudent(5), "1/5-CSRNet SKT student, 0.65 M params"),
+        _rgb("bl_vgg19", lambda: BLVGG19(1), "Bayesian-Loss VGG-19 teacher, 21.50 M params"),
+        _rgb("bl_vgg19_1_4", lambda: BLVGG19(4), "1/4-BL SKT student, 1.35 M params"),
+        ArchSpec("mcnn", MCNN, "gray", (0.0,), (1.0,), 1.0, 4,
+                 "MCNN multi-column CNN (Zhang et al. 2016), 0.13 M params", input_multiple=4),
+    )
+}
+
+
+def arch_spec(name: str) -> ArchSpec:
+    """Look up an architecture by registry name (a :class:`ModelError` names the choices)."""
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise ModelError(
+            f"unknown architecture '{name}' (known: {', '.join(ARCHITECTURES)})") from None
+
+
+def build(name: str) -> nn.Module:
+    """A freshly initialised network of architecture ``name``."""
+    return arch_spec(name).builder()

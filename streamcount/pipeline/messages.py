@@ -1,0 +1,97 @@
+"""Messages passed between pipeline stages: frozen, typed, validated at construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame. ``image`` is uint8 H x W x 3 BGR; ``pts_s`` media time in seconds."""
+
+    camera: str
+    index: int
+    pts_s: float
+    wall_ts: float
+    image: np.ndarray = field(repr=False)
+    file: str | None = None  # for image folders: the image's file name
+
+    def __post_init__(self) -> None:
+        im = self.image
+        if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
+            raise ValueError(f"Frame.image must be uint8 HxWx3, got {im.dtype} {im.shape}")
+
+
+@dataclass(frozen=True)
+class DensityResult:
+    """A frame's density map (float32, h x w at the model's stride) and its input size."""
+
+    frame: Frame
+    density: np.ndarray = field(repr=False)
+    input_size: tuple[int, int]  # (height, width) the model saw
+
+    def __post_init__(self) -> None:
+        if self.density.ndim != 2 or self.density.dtype != np.float32:
+            raise ValueError(f"density must be float32 2-D, got {self.density.dtype} "
+                             f"{self.density.shape}")
+
+
+@dataclass(frozen=True)
+class RegionCounts:
+    """Raw per-region counts of one frame (``all`` is the whole frame)."""
+
+    camera: str
+    index: int
+    pts_s: float
+    wall_ts: float
+    counts: dict[str, float]
+    file: str | None = None
+
+
+class CountState(str, Enum):
+    """Whether a count can be trusted."""
+
+    OK = "ok"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class CountUpdate:
+    """Smoothed count of one region after one frame."""
+
+    camera: str
+    region: str
+    ts: float
+    raw: float | None
+    count: float | None
+    state: CountState
+    reason: str | None = None
+    level: str | None = None  # current alert level, None when normal
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One alert state transition of a region rule. ``id`` is unique."""
+
+    id: str
+    camera: str
+    region: str
+    level: str
+    previous: str
+    count: float | None
+    threshold: float | None
+    ts: float
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """A camera's stream state changed."""
+
+    camera: str
+    state: str
+    reason: str | None
+    ts: float
+    fps: float | None = None

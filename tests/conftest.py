@@ -1,0 +1,38 @@
+"""Shared fixtures: the real data in ../shared/data (skipped with a reason where absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent (see README, 'Test data')")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; tests using it skip with a visible reason where it is absent."""
+    return _need(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def vtest_avi() -> Path:
+    """OpenCV's real CCTV sample clip (../shared or Debian's opencv-doc package)."""
+    for p in (SHARED_DATA / "video" / "vtest.avi",
+              Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")):
+        if p.exists():
+            return p
+    pytest.skip("vtest.avi not available (../shared/data/video or Debian opencv-doc)")
+
+
+@pytest.fixture(scope="session")
+def shanghaitech() -> Path:
+    """The ShanghaiTech dataset root (part_A, part_B)."""
+    return _need(SHARED_DATA / "shanghaitech")
