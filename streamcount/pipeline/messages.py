@@ -84,6 +84,7 @@ class AlertEvent:
     count: float | None
     threshold: float | None
     ts: float
+    renotify: bool = False  # a periodic reminder of the current level, not a transition
 
 
 @dataclass(frozen=True)
@@ -95,3 +96,18 @@ class StatusEvent:
     reason: str | None
     ts: float
     fps: float | None = None
+
+
+@dataclass(frozen=True)
+class StatsEvent:
+    """Periodic service statistics (published on ``<prefix>/stats``).
+
+    ``cameras`` maps a camera name to its figures (fps, dropped frames, state...);
+    ``service`` holds process-wide figures (inference ms, batch size, queue depths...).
+    Values are JSON scalars.
+    """
+
+    ts: float
+    uptime_s: float
+    cameras: dict[str, dict[str, float | int | str | None]] = field(default_factory=dict)
+    service: dict[str, float | int | str | None] = field(default_factory=dict)
