@@ -57,13 +57,18 @@ def default_spool_dir() -> str:
 
 
 def _resolve_path(value: str | None, info: ValidationInfo) -> str | None:
-    """``~`` expanded; a relative path made absolute against the config file's directory."""
+    """``~`` expanded; a relative path made absolute against the config file's directory.
+
+    Where that path does not exist but the same relative path does exist from the working
+    directory (a config written for the repository root, as in the README), that one is used.
+    """
     if value is None:
         return None
     p = Path(value).expanduser()
     base = (info.context or {}).get("base_dir") if info.context else None
     if not p.is_absolute() and base is not None:
-        p = Path(base) / p
+        from_config = Path(base) / p
+        p = p.resolve() if (not from_config.exists() and p.exists()) else from_config
     return os.path.normpath(p) if p.is_absolute() else value
 
 
@@ -275,7 +280,7 @@ class HealthConfig(_Model):
     stall_s: float = Field(10, gt=0, description="no frame for this long = stalled")
     black_level: float = Field(8, ge=0, description="mean grey level below this = black")
     uniform_std: float = Field(3, ge=0, description="grey std below this = uniform")
-    frozen_s: float = Field(10, gt=0, description="identical frames for this long = frozen")
+    frozen_s: float = Field(60, gt=0, description="identical frames for this long = frozen (a static empty scene looks frozen too, so keep this long)")
 
 
 class ReconnectConfig(_Model):
