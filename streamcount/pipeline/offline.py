@@ -1,0 +1,418 @@
+"""The offline counting driver behind ``streamcount count``: a file, an image, a folder of
+images or a stream URL through the same stages as the live service, lossless and as fast as
+the machine allows.
+
+Stages: the media reader thread decodes and resizes frames to the model input size (so decoding
+overlaps inference) -> batches of same-size frames -> ``Backend.infer`` -> per-size
+:class:`RegionCounter` -> sinks (CSV, summary, optional annotated MP4 on its own thread, plot).
+
+Ctrl-C stops after the batch in flight; ``counts.csv`` and ``summary.json`` then describe
+exactly the frames processed (``"interrupted": true``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from streamcount import __version__
+from streamcount.engine import factory
+from streamcount.engine.base import Backend
+from streamcount.engine.preprocess import DEFAULT_MAX_SIDE, plan_input_size, prepare_frame
+from streamcount.engine.quantize import count_deviation
+from streamcount.errors import BackendError
+from streamcount.models.card import ModelCard
+from streamcount.models.weights import load_model, resolve_model
+from streamcount.pipeline.messages import Frame, RegionCounts
+from streamcount.pipeline.regions import Region, RegionCounter, load_regions
+from streamcount.sinks.csvsink import CsvSink
+from streamcount.sinks.plot import CountsPlot
+from streamcount.sinks.summary import SummaryBuilder, write_json_atomic
+from streamcount.sinks.video import AnnotatedVideoSink
+from streamcount.sources.media import MediaKind, MediaSource, open_media
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT_DIR = "streamcount-out"
+#: frames per ``infer`` call
+DEFAULT_BATCH = 4
+#: frames used to calibrate int8 backends (the first frames of the input, model-input size)
+CALIBRATION_FRAMES = 8
+#: ``auto`` accepts a reduced-precision backend only if its counts stay this close to fp32
+#: (mean relative difference on the calibration frames)
+MAX_AUTO_DEVIATION = 0.02
+#: reduced-precision float backends ``auto`` tries, fastest first, when int8 is too far off
+AUTO_FLOAT_FALLBACKS = ("openvino-bf16",)
+
+CSV_NAME = "counts.csv"
+SUMMARY_NAME = "summary.json"
+VIDEO_NAME = "annotated.mp4"
+PLOT_NAME = "counts.png"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Frames of one input size, stacked for one ``infer`` call."""
+
+    frames: tuple[Frame, ...]
+    size: tuple[int, int]
+
+    def array(self) -> np.ndarray:
+        return np.stack([f.image for f in self.frames])
+
+
+def _batches(frames: Iterator[Frame], batch: int, stop: threading.Event) -> Iterator[Batch]:
+    """Groups consecutive frames of the same size into batches of at most ``batch``."""
+    pending: list[Frame] = []
+    for frame in frames:
+        if stop.is_set():
+            break
+        if pending and frame.image.shape[:2] != pending[0].image.shape[:2]:
+            yield Batch(tuple(pending), pending[0].image.shape[:2])
+            pending = []
+        pending.append(frame)
+        if len(pending) >= batch:
+            yield Batch(tuple(pending), pending[0].image.shape[:2])
+            pending = []
+    if pending and not stop.is_set():
+        yield Batch(tuple(pending), pending[0].image.shape[:2])
+
+
+class _GracefulInterrupt:
+    """While active (main thread only), the first SIGINT sets ``stop`` instead of raising
+    KeyboardInterrupt; a second one raises as usual."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self._previous: Any = None
+        self._installed = False
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        log.warning("interrupted: finishing the current batch and writing the outputs "
+                    "(Ctrl-C again to abort)")
+        self.stop.set()
+
+    def __enter__(self) -> _GracefulInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+Model = Path | tuple[nn.Module, ModelCard]
+
+
+def create_backend(name: str, model: Model, *, threads: int | None = None,
+                   calibration: Sequence[np.ndarray] = ()) -> Backend:
+    """The inference backend ``name`` for a model file or a loaded ``(net, card)`` (see
+    :mod:`streamcount.engine.factory`)."""
+    return factory.create_backend(name, model, threads=threads,
+                                  calibration_frames=list(calibration))
+
+
+def count_deviation_of(backend: Backend) -> float | None:
+    """The mean count deviation from fp32 an int8 backend measured on its calibration frames
+    (None when it reports none)."""
+    q = backend.describe().get("quantization")
+    if isinstance(q, dict) and q.get("calibration_deviation") is not None:
+        return float(q["calibration_deviation"])
+    return None
+
+
+def create_counting_backend(name: str, model: Model, *, threads: int | None = None,
+                            calibration: Sequence[np.ndarray] = ()) -> Backend:
+    """:func:`create_backend`, and for ``auto`` the fastest backend whose counts stay within
+    :data:`MAX_AUTO_DEVIATION` of fp32 on the calibration frames.
+
+    The int8 backend measures its own deviation while calibrating; when that is too large,
+    the float backends of :data:`AUTO_FLOAT_FALLBACKS` are checked against fp32 OpenVINO on
+    the same frames, and fp32 is used when none passes.
+    """
+    backend = create_backend(name, model, threads=threads, calibration=calibration)
+    if name != "auto":
+        return backend
+    dev = count_deviation_of(backend)
+    if dev is None or dev <= MAX_AUTO_DEVIATION:
+        return backend
+    log.warning("auto: %s counts differ from fp32 by %.1f %% on the first frames (limit "
+                "%.0f %%); trying float backends", backend.name, 100 * dev,
+                100 * MAX_AUTO_DEVIATION)
+    try:
+        reference = create_backend("openvino", model, threads=threads)
+    except BackendError:
+        reference = create_backend("torch", model, threads=threads)
+    frames = list(calibration)
+    ref_counts = [float(reference.infer(f[None]).sum()) for f in frames]
+    for candidate in AUTO_FLOAT_FALLBACKS:
+        try:
+            other = create_backend(candidate, model, threads=threads)
+        except BackendError as e:
+            log.info("auto: %s skipped (%s)", candidate, e)
+            continue
+        if other.name == reference.name:
+            continue
+        dev = count_deviation(ref_counts, [float(other.infer(f[None]).sum()) for f in frames])
+        if dev <= MAX_AUTO_DEVIATION:
+            log.warning("auto: using %s (%.2f %% from fp32 on the first frames)", other.name,
+                        100 * dev)
+            return other
+        log.info("auto: %s differs from fp32 by %.2f %%; not used", other.name, 100 * dev)
+    log.warning("auto: using %s fp32", reference.name)
+    return reference
+
+
+def _needs_calibration(name: str) -> bool:
+    return name == "auto" or name.endswith("int8")
+
+
+def _regions_of(regions: str | Path | Sequence[Region] | None) -> tuple[list[Region], str | None]:
+    if regions is None:
+        return [], None
+    if isinstance(regions, (str, Path)):
+        return load_regions(regions), str(regions)
+    return list(regions), None
+
+
+def count_input(input: str | Path, *, model: str | None = None, backend: str = "auto",
+                regions: str | Path | Sequence[Region] | None = None, fps: float | None = None,
+                max_side: int | None = DEFAULT_MAX_SIDE, out_dir: str | Path = DEFAULT_OUT_DIR,
+                annotate: bool = False, plot: bool = False, batch: int = DEFAULT_BATCH,
+                threads: int | None = None, progress: bool = True,
+                backend_instance: Backend | None = None) -> dict[str, Any]:
+    """Count people per region in a video, image, folder of images or stream URL.
+
+    Writes ``out_dir/counts.csv`` and ``out_dir/summary.json`` (and ``annotated.mp4``,
+    ``counts.png`` when asked) and returns the summary.
+
+    Args:
+        input: video or image path, a folder of images (natural name order) or a stream URL.
+        model: ``--model`` reference (file, name or architecture); None: the default model.
+        backend: backend name for :func:`create_backend` (``auto`` picks the fastest).
+        regions: a regions file, or :class:`Region` objects; None counts the whole frame only.
+        fps: sample this many frames per second of media time (None: every frame).
+        max_side: longest model-input side (frames are downscaled, never upscaled).
+        out_dir: output folder (created).
+        annotate: write the annotated MP4.
+        plot: write the counts-over-time PNG.
+        batch: frames per inference call.
+        threads: inference threads (None: the backend's default).
+        progress: show a progress bar when stderr is a terminal.
+        backend_instance: an already created backend (its card must match ``model``), e.g.
+            to reuse one across inputs; ``backend`` is then ignored.
+
+    Raises:
+        UserError: bad input, regions file, model or backend (one-line message).
+    """
+    t_start = time.perf_counter()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if backend_instance is None and backend not in factory.backend_names():
+        raise BackendError(f"unknown backend '{backend}' "
+                           f"(known: {', '.join(factory.backend_names())})")
+    region_list, regions_file = _regions_of(regions)
+    loaded: tuple[nn.Module, ModelCard] | None = None
+    if backend_instance is not None:
+        model_path, card = None, backend_instance.card
+    else:
+        model_path = resolve_model(model)
+        loaded = load_model(model_path)  # once: the file may be replaced while we run
+        card = loaded[1]
+    multiple = card.input_multiple
+
+    def to_model_input(image: np.ndarray) -> np.ndarray:
+        return prepare_frame(image, plan_input_size(image.shape[0], image.shape[1],
+                                                    max_side, multiple))
+
+    out = Path(out_dir)
+    source = open_media(input, fps=fps, queue_size=max(8, 3 * batch), transform=to_model_input)
+    info = source.info
+    names = (*[r.name for r in region_list], "all")
+    stop = threading.Event()
+    run = _Run(source, names, region_list, card, out, annotate=annotate, plot=plot)
+    run.model_path = model_path
+    interrupted = False
+    error: str | None = None
+    try:
+        with source, _GracefulInterrupt(stop):
+            frames = iter(source)
+            head: list[Frame] = []
+            be = backend_instance
+            if be is None:
+                if _needs_calibration(backend):
+                    for frame in frames:
+                        head.append(frame)
+                        if len(head) >= CALIBRATION_FRAMES:
+                            break
+                assert loaded is not None
+                be = create_counting_backend(backend, loaded, threads=threads,
+                                             calibration=_calibration_set(head))
+            run.backend = be
+            run.t_infer_start = time.perf_counter()
+            bar = _progress_bar(progress, source.expected_frames, info.name)
+            try:
+                for b in _batches(_chain(head, frames), batch, stop):
+                    run.process(b)
+                    if bar is not None:
+                        bar.update(len(b.frames))
+            finally:
+                if bar is not None:
+                    bar.close()
+            interrupted = stop.is_set()
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    except BaseException as e:
+        error = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise
+    finally:
+        summary = run.finish(
+            interrupted=interrupted, error=error, started_at=started_at,
+            elapsed_s=time.perf_counter() - t_start, fps=fps, max_side=max_side,
+            regions_file=regions_file, batch=batch)
+    return summary
+
+
+def _chain(head: list[Frame], rest: Iterator[Frame]) -> Iterator[Frame]:
+    yield from head
+    yield from rest
+
+
+def _calibration_set(frames: Sequence[Frame]) -> list[np.ndarray]:
+    """Calibration frames of the most common size (int8 calibration wants one shape)."""
+    if not frames:
+        return []
+    shape = max({f.image.shape for f in frames}, key=lambda s: sum(f.image.shape == s for f in frames))
+    return [f.image for f in frames if f.image.shape == shape]
+
+
+def _progress_bar(enabled: bool, total: int | None, name: str) -> Any:
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc=name[:30], smoothing=0.1,
+                file=sys.stderr)
+
+
+class _Run:
+    """State of one counting run: counters per input size, sinks, statistics."""
+
+    def __init__(self, source: MediaSource, names: Sequence[str], regions: Sequence[Region],
+                 card: ModelCard, out: Path, *, annotate: bool, plot: bool) -> None:
+        self.source = source
+        self.names = tuple(names)
+        self.regions = tuple(regions)
+        self.card = card
+        self.out = out
+        self.backend: Backend | None = None
+        self.model_path: Path | None = None
+        self.t_infer_start: float | None = None
+        self.input_sizes: dict[tuple[int, int], int] = {}
+        self._counters: dict[tuple[int, int], RegionCounter] = {}
+        self._annotate = annotate
+        self._video: AnnotatedVideoSink | None = None
+        out.mkdir(parents=True, exist_ok=True)
+        with_file = source.info.kind is MediaKind.FOLDER
+        self.csv = CsvSink(out / CSV_NAME, self.names, with_file=with_file)
+        self.summary = SummaryBuilder(self.names)
+        self.plot = CountsPlot(out / PLOT_NAME, self.names, title=source.info.name) if plot else None
+
+    def counter(self, size: tuple[int, int]) -> RegionCounter:
+        c = self._counters.get(size)
+        if c is None:
+            c = self._counters[size] = RegionCounter(self.regions, size, self.card.output_stride)
+        return c
+
+    def process(self, batch: Batch) -> None:
+        assert self.backend is not None
+        densities = self.backend.infer(batch.array())
+        counter = self.counter(batch.size)
+        self.input_sizes[batch.size] = self.input_sizes.get(batch.size, 0) + len(batch.frames)
+        for frame, density in zip(batch.frames, densities, strict=True):
+            counts = RegionCounts(camera=frame.camera, index=frame.index, pts_s=frame.pts_s,
+                                  wall_ts=frame.wall_ts, counts=counter.count(density),
+                                  file=frame.file)
+            self.csv.write(counts)
+            self.summary.add(counts)
+            if self.plot is not None:
+                self.plot.write(counts)
+            if self._annotate:
+                self._write_video(frame, density, counts)
+
+    def _write_video(self, frame: Frame, density: np.ndarray, counts: RegionCounts) -> None:
+        if self._video is None:
+            info = self.source.info
+            rate = self.source.sample_fps or info.fps or 1.0  # folders: one image per second
+            if info.fps and rate > info.fps:
+                rate = info.fps
+            h, w = frame.image.shape[:2]
+            self._video = AnnotatedVideoSink(self.out / VIDEO_NAME, (h - h % 2, w - w % 2),
+                                             rate, self.regions)
+        self._video.write(frame.image, density, counts.counts, frame.pts_s)
+
+    def finish(self, *, interrupted: bool, error: str | None, started_at: str, elapsed_s: float,
+               fps: float | None, max_side: int | None, regions_file: str | None,
+               batch: int) -> dict[str, Any]:
+        """Close the sinks and write ``summary.json`` (always, also after an error)."""
+        self.csv.close()
+        outputs = {"csv": str(self.out / CSV_NAME), "summary": str(self.out / SUMMARY_NAME)}
+        if self._video is not None:
+            self._video.close()
+            outputs["video"] = str(self.out / VIDEO_NAME)
+        if self.plot is not None:
+            try:
+                if self.plot.close() is not None:
+                    outputs["plot"] = str(self.out / PLOT_NAME)
+            except Exception as e:  # noqa: BLE001 - a sink never spoils the run
+                log.error("plot %s failed: %s", self.plot.path, e)
+        info = self.source.info
+        now = time.perf_counter()
+        infer_s = now - self.t_infer_start if self.t_infer_start is not None else None
+        frames = self.summary.frames
+        sizes = sorted(self.input_sizes, key=lambda s: -self.input_sizes[s])
+        doc = self.summary.build(
+            streamcount_version=__version__,
+            started_at=started_at,
+            input=info.input,
+            kind=info.kind.value,
+            source_size=[info.height, info.width] if info.width else None,
+            source_fps=info.fps,
+            frames_decoded=self.source.decoded,
+            frames_dropped=self.source.dropped,
+            model={"name": self.card.name, "arch": self.card.arch, "sha256": self.card.sha256,
+                   "path": None if self.model_path is None else str(self.model_path)},
+            backend=self.backend.describe() if self.backend is not None else None,
+            batch=batch,
+            max_side=max_side,
+            input_size=list(sizes[0]) if sizes else None,
+            input_sizes=[list(s) for s in sizes] if len(sizes) > 1 else None,
+            fps=fps,
+            regions_file=regions_file,
+            elapsed_s=round(elapsed_s, 3),
+            processing_s=None if infer_s is None else round(infer_s, 3),
+            processing_fps=round(frames / infer_s, 3) if infer_s and frames else None,
+            interrupted=interrupted,
+            error=error,
+            outputs=outputs,
+        )
+        write_json_atomic(self.out / SUMMARY_NAME, doc)
+        return doc
