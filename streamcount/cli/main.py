@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``streamcount`` console script."""
+    # OpenMP threads busy-wait by default; on a small shared CPU (decode threads, several
+    # cameras) that cost several times the CPU per inference here. Must precede torch's import.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING

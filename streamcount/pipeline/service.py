@@ -63,27 +63,12 @@ RESTART_SECTIONS = ("inference", "mqtt", "http", "sinks")
 
 
 def create_backend(config: ServiceConfig) -> Backend:
-    """The inference backend of ``config.inference`` (``streamcount.engine.factory`` when it
-    exists, else fp32 torch)."""
+    """The one inference backend of ``config.inference``, shared by all cameras."""
+    from streamcount.engine import factory
     from streamcount.models.weights import resolve_model
 
     inf = config.inference
-    path = resolve_model(inf.model)
-    try:
-        from streamcount.engine import factory
-    except ImportError:
-        factory = None  # type: ignore[assignment]
-    if factory is not None:
-        return factory.create_backend(inf.backend, path, threads=inf.threads)
-    from streamcount.engine.torch_cpu import TorchBackend
-    from streamcount.errors import BackendError
-    from streamcount.models.weights import load_model
-
-    if inf.backend not in ("auto", "torch"):
-        raise BackendError(f"inference.backend: '{inf.backend}' is not available in this "
-                           f"build (try torch)")
-    net, card = load_model(path)
-    return TorchBackend(net, card, threads=inf.threads)
+    return factory.create_backend(inf.backend, resolve_model(inf.model), threads=inf.threads)
 
 
 def reader_settings(cam: CameraConfig, config: ServiceConfig) -> ReaderSettings:

@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.data]
 def test_benchmark_writes_table_and_json(shanghaitech: Path, cache: ArtefactCache,
                                          tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "backends.py"), "--backends", "onnx,openvino,onnx-int8", "--sizes", "96x64,64x48", "--runs", "2",
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "backends.py"),
+           "--backends", "onnx,openvino,onnx-int8", "--sizes", "96x64,64x48", "--runs", "2",
            "--rounds", "1", "--warmup", "1", "--calibration", "2", "--eval-images", "2",
            "--data", str(shanghaitech), "--json", str(out)]
     env = os.environ | {ENV_VAR: str(cache.root)}
