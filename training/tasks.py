@@ -1,0 +1,176 @@
+"""Training tasks: each is an ``nn.Module`` mapping a batch to a dict of losses (``total`` first).
+
+- :class:`TeacherTask`: CSRNet trained on GT with sum-reduced MSE (the CSRNet-pytorch recipe:
+  SGD lr 1e-7, momentum 0.95, wd 5e-4 live in the config). CSRNet-pytorch starts from ImageNet
+  VGG-16 weights; torchvision cannot download them offline, so the front end is initialised
+  normal(std=0.01) as in the SKT code unless ``init`` names a CSRNet-pytorch checkpoint
+  (``.pth.tar`` with ``state_dict``) or a streamcount ``.safetensors`` file to start from.
+
+``target_scale`` (default 1, official) multiplies GT (and SKT teacher) densities in the loss;
+:meth:`predict` divides it out, and export folds it into the last conv. For SKT keep it at 1:
+the FSP and cosine terms are scale-invariant, so k would reweight gt / soft by k^2 against them.
+- :class:`StudentTask`: a 1/n student trained on GT alone (the paper's baseline).
+- :class:`SKTTask`: student + adapters trained with :class:`~training.skt.SKTLoss` against a
+  frozen teacher (``eval()`` mode, ``no_grad``, ``requires_grad`` off).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from streamcount.errors import ModelError
+from streamcount.models.registry import arch_spec, build
+from streamcount.models.weights import load_model, load_state_checked
+from training.skt import SKTLoss, SKTStudent
+
+log = logging.getLogger(__name__)
+
+
+class Normalize(nn.Module):
+    """uint8 RGB N x 3 x H x W -> the architecture's normalised float input."""
+
+    def __init__(self, arch: str) -> None:
+        super().__init__()
+        s = arch_spec(arch)
+        if s.colour != "rgb":
+            raise ModelError(f"training supports RGB architectures only, not '{arch}'")
+        self.register_buffer("mean", torch.tensor(s.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(s.std).view(1, 3, 1, 1), persistent=False)
+        self.scale = s.input_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.float() * self.scale - self.mean) / self.std).contiguous(
+            memory_format=torch.channels_last)
+
+
+def load_weights_into(net: nn.Module, path: str | Path) -> None:
+    """Load a streamcount ``.safetensors`` or a (CSRNet-pytorch / SKT) ``.pth.tar`` checkpoint."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"weights file not found: {p}")
+    if p.suffix == ".safetensors":
+        src, _card = load_model(p)
+        state = src.state_dict()
+    else:
+        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+        state = ckpt.get("state_dict", ckpt.get("model", ckpt)) if isinstance(ckpt, dict) else ckpt
+        state = {k.removeprefix("module."): v for k, v in state.items()
+                 if not k.removeprefix("module.").startswith("transform")}
+    load_state_checked(net, state, str(p))
+
+
+def sse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Sum of squared errors (``MSELoss(size_average=False)``), in float32."""
+    return ((a.float() - b.float()) ** 2).sum()
+
+
+class _Task(nn.Module):
+    arch: str
+
+    def deploy_net(self) -> nn.Module:
+        """The network evaluated and exported (no adapters)."""
+        raise NotImplementedError
+
+    target_scale: float = 1.0
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """True-density prediction (the training scale divided out)."""
+        return self.deploy_net()(self.norm(images)) / self.target_scale
+
+
+class TeacherTask(_Task):
+    """CSRNet on GT density, sum MSE."""
+
+    def __init__(self, arch: str = "csrnet", init: str | None = None,
+                 target_scale: float = 1.0) -> None:
+        super().__init__()
+        self.arch = arch
+        self.target_scale = target_scale
+        self.norm = Normalize(arch)
+        self.net = build(arch).to(memory_format=torch.channels_last)
+        if init:
+            load_weights_into(self.net, init)
+        else:
+            log.warning("teacher starts from normal(std=0.01) init: ImageNet VGG-16 weights "
+                        "are not available offline (CSRNet-pytorch uses them)")
+
+    def deploy_net(self) -> nn.Module:
+        return self.net
+
+    def forward(self, images: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        pred = self.net(self.norm(images))
+        gt = sse(pred, target * self.target_scale)
+        return {"total": gt, "gt": gt}
+
+
+class StudentTask(TeacherTask):
+    """A student on GT alone (the paper's 'student without SKT' baseline)."""
+
+    def __init__(self, arch: str = "csrnet_1_4", init: str | None = None,
+                 target_scale: float = 1.0) -> None:
+        _Task.__init__(self)
+        self.arch = arch
+        self.target_scale = target_scale
+        self.norm = Normalize(arch)
+        self.net = build(arch).to(memory_format=torch.channels_last)
+        if init:
+            load_weights_into(self.net, init)
+
+
+class SKTTask(_Task):
+    """Structured knowledge transfer from a frozen teacher to a student with adapters."""
+
+    def __init__(self, arch: str = "csrnet_1_4", teacher: str | None = None,
+                 teacher_arch: str = "csrnet", lambda_fsp: float = 0.5, lambda_cos: float = 0.5,
+                 init: str | None = None, target_scale: float = 1.0) -> None:
+        super().__init__()
+        self.arch = arch
+        self.target_scale = target_scale
+        self.norm = Normalize(arch)
+        student = build(arch)
+        if init:
+            load_weights_into(student, init)
+        self.student = SKTStudent(student).to(memory_format=torch.channels_last)
+        t = build(teacher_arch)
+        if teacher:
+            load_weights_into(t, teacher)
+        else:
+            log.warning("SKT teacher has no weights (random init): only useful for tests")
+        for p in t.parameters():
+            p.requires_grad_(False)
+        self.teacher = t.eval().to(memory_format=torch.channels_last)
+        self.loss = SKTLoss(lambda_fsp, lambda_cos)
+
+    def train(self, mode: bool = True) -> SKTTask:
+        super().train(mode)
+        self.teacher.eval()  # always frozen
+        return self
+
+    def trainable_parameters(self):
+        return self.student.parameters()
+
+    def deploy_net(self) -> nn.Module:
+        return self.student.student
+
+    def forward(self, images: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.norm(images)
+        with torch.no_grad():
+            t_density, t_feats = self.teacher.forward_features(x)
+        s_density, s_feats = self.student(x)
+        # the teacher file gives true densities; the student learns target_scale x density
+        s = self.target_scale
+        out = self.loss(s_feats, [f.detach() for f in t_feats], s_density,
+                        t_density.detach() * s, target * s)
+        return {"total": out["total"], **{k: v for k, v in out.items() if k != "total"}}
+
+
+def build_task(kind: str, **kw) -> _Task:
+    """``teacher`` | ``student`` | ``skt`` with the config's task options."""
+    kinds = {"teacher": TeacherTask, "student": StudentTask, "skt": SKTTask}
+    if kind not in kinds:
+        raise ValueError(f"unknown task {kind!r} (choose from {sorted(kinds)})")
+    return kinds[kind](**kw)
