@@ -48,8 +48,10 @@ log = logging.getLogger(__name__)
 DEFAULT_OUT_DIR = "streamcount-out"
 #: frames per ``infer`` call
 DEFAULT_BATCH = 4
-#: frames used to calibrate int8 backends (the first frames of the input, model-input size)
-CALIBRATION_FRAMES = 8
+#: frames used to calibrate int8 backends: every CALIBRATION_STRIDE-th of the input's first
+#: frames (model-input size); spread-out frames calibrate better than consecutive near-copies
+CALIBRATION_FRAMES = 32
+CALIBRATION_STRIDE = 4
 #: ``auto`` accepts a reduced-precision backend only if its counts stay this close to fp32
 #: (mean relative difference on the calibration frames)
 MAX_AUTO_DEVIATION = 0.02
@@ -260,11 +262,12 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
                 if _needs_calibration(backend):
                     for frame in frames:
                         head.append(frame)
-                        if len(head) >= CALIBRATION_FRAMES:
+                        if len(head) >= CALIBRATION_FRAMES * CALIBRATION_STRIDE:
                             break
                 assert loaded is not None
-                be = create_counting_backend(backend, loaded, threads=threads,
-                                             calibration=_calibration_set(head))
+                be = create_counting_backend(
+                    backend, loaded, threads=threads,
+                    calibration=_calibration_set(head[::CALIBRATION_STRIDE]))
             run.backend = be
             run.t_infer_start = time.perf_counter()
             bar = _progress_bar(progress, source.expected_frames, info.name)
