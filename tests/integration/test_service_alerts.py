@@ -54,9 +54,10 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def crossing_clip(tmp_path_factory: pytest.TempPathFactory, vtest_avi: Path) -> Path:
-    """3 s of vtest.avi then 3 s of testsrc2, 320x240, 10 fps (looped by the service)."""
+    """3 s of vtest.avi then 3 s of a people-free colour gradient, 320x240, 10 fps (looped by the
+    service). (testsrc2's sharp test pattern reads as a few people to a density model.)"""
     out = tmp_path_factory.mktemp("clips") / "crossing.mp4"
-    _ffmpeg("-i", str(vtest_avi), "-f", "lavfi", "-i", "testsrc2=s=320x240:r=10",
+    _ffmpeg("-i", str(vtest_avi), "-f", "lavfi", "-i", "gradients=s=320x240:r=10",
             "-filter_complex",
             f"[0:v]scale=320:240,fps=10,trim=duration={SEGMENT_S},setpts=PTS-STARTPTS[a];"
             f"[1:v]trim=duration={SEGMENT_S},setpts=PTS-STARTPTS[b];[a][b]concat=n=2:v=1[v]",
