@@ -31,7 +31,6 @@ from streamcount import __version__
 from streamcount.engine import factory
 from streamcount.engine.base import Backend
 from streamcount.engine.preprocess import DEFAULT_MAX_SIDE, plan_input_size, prepare_frame
-from streamcount.engine.quantize import count_deviation
 from streamcount.errors import BackendError
 from streamcount.models.card import ModelCard
 from streamcount.models.weights import load_model, resolve_model
@@ -55,6 +54,9 @@ CALIBRATION_STRIDE = 4
 #: ``auto`` accepts a reduced-precision backend only if its counts stay this close to fp32
 #: (mean relative difference on the calibration frames)
 MAX_AUTO_DEVIATION = 0.02
+#: below this many people per frame ``auto`` judges the deviation in people, not percent:
+#: 2 % of 20 = 0.4 person (percentages of a sparse scene's few people are mostly noise)
+AUTO_MIN_COUNT = 20.0
 #: reduced-precision float backends ``auto`` tries, fastest first, when int8 is too far off
 AUTO_FLOAT_FALLBACKS = ("openvino-bf16",)
 
@@ -139,6 +141,14 @@ def count_deviation_of(backend: Backend) -> float | None:
     return None
 
 
+def auto_deviation(reference: Sequence[float], counts: Sequence[float]) -> float:
+    """Mean ``|count - fp32| / max(fp32, AUTO_MIN_COUNT)``: relative for crowds, in people
+    (fractions of :data:`AUTO_MIN_COUNT`) for sparse scenes."""
+    r = np.asarray(reference, dtype=np.float64)
+    c = np.asarray(counts, dtype=np.float64)
+    return float(np.mean(np.abs(c - r) / np.maximum(np.abs(r), AUTO_MIN_COUNT)))
+
+
 def create_counting_backend(name: str, model: Model, *, threads: int | None = None,
                             calibration: Sequence[np.ndarray] = ()) -> Backend:
     """:func:`create_backend`, and for ``auto`` the fastest backend whose counts stay within
@@ -154,15 +164,21 @@ def create_counting_backend(name: str, model: Model, *, threads: int | None = No
     dev = count_deviation_of(backend)
     if dev is None or dev <= MAX_AUTO_DEVIATION:
         return backend
-    log.warning("auto: %s counts differ from fp32 by %.1f %% on the first frames (limit "
-                "%.0f %%); trying float backends", backend.name, 100 * dev,
-                100 * MAX_AUTO_DEVIATION)
     try:
         reference = create_backend("openvino", model, threads=threads)
     except BackendError:
         reference = create_backend("torch", model, threads=threads)
     frames = list(calibration)
     ref_counts = [float(reference.infer(f[None]).sum()) for f in frames]
+    people_dev = auto_deviation(ref_counts, [float(backend.infer(f[None]).sum()) for f in frames])
+    if people_dev <= MAX_AUTO_DEVIATION:
+        log.info("auto: keeping %s: %.1f %% from fp32 on the first frames, %.2f %% of "
+                 "max(count, %g people)", backend.name, 100 * dev, 100 * people_dev,
+                 AUTO_MIN_COUNT)
+        return backend
+    log.warning("auto: %s counts differ from fp32 by %.1f %% on the first frames (limit "
+                "%.0f %%); trying float backends", backend.name, 100 * people_dev,
+                100 * MAX_AUTO_DEVIATION)
     for candidate in AUTO_FLOAT_FALLBACKS:
         try:
             other = create_backend(candidate, model, threads=threads)
@@ -171,7 +187,7 @@ def create_counting_backend(name: str, model: Model, *, threads: int | None = No
             continue
         if other.name == reference.name:
             continue
-        dev = count_deviation(ref_counts, [float(other.infer(f[None]).sum()) for f in frames])
+        dev = auto_deviation(ref_counts, [float(other.infer(f[None]).sum()) for f in frames])
         if dev <= MAX_AUTO_DEVIATION:
             log.warning("auto: using %s (%.2f %% from fp32 on the first frames)", other.name,
                         100 * dev)

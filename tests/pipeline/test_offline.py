@@ -185,3 +185,14 @@ def test_auto_never_keeps_an_int8_model_that_miscounts(vtest_avi: Path, tmp_path
     ref = float(TorchBackend(net2, card).infer(x)[0].sum())
     got = float(read_rows(tmp_path / "out" / "counts.csv")[0]["count"])
     assert got == pytest.approx(ref, rel=0.03)  # includes the decoders' colour conversion
+
+
+def test_auto_deviation_is_relative_for_crowds_and_in_people_for_sparse_scenes() -> None:
+    from streamcount.pipeline.offline import AUTO_MIN_COUNT, auto_deviation
+
+    # a crowd: plain relative difference
+    assert auto_deviation([100.0, 200.0], [102.0, 196.0]) == pytest.approx(0.02)
+    # a sparse scene: 0.3 person off at 10 people is 3 % relative, but 0.3/20 = 1.5 % here
+    assert auto_deviation([10.0], [10.3]) == pytest.approx(0.3 / AUTO_MIN_COUNT)
+    # 1 person off at 10 people is still too much (5 %)
+    assert auto_deviation([10.0], [11.0]) > 0.02
