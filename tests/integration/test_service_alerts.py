@@ -26,6 +26,7 @@ from streamcount.models.registry import build
 from streamcount.models.weights import PACKAGED_DIR, load_model, save_model
 from streamcount.pipeline.regions import Region, RegionCounter
 from streamcount.pipeline.service import Service
+from streamcount.sources.health import StreamHealth
 from tests.integration.mosquitto import Mosquitto, Subscriber, mosquitto_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -55,9 +56,12 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def crossing_clip(tmp_path_factory: pytest.TempPathFactory, vtest_avi: Path) -> Path:
     """3 s of vtest.avi then 3 s of a people-free colour gradient, 320x240, 10 fps (looped by the
-    service). (testsrc2's sharp test pattern reads as a few people to a density model.)"""
+    service). (testsrc2's sharp test pattern reads as a few people to a density model.) The
+    gradient's colours and seed are fixed: ffmpeg picks them at random otherwise, and two close
+    colours make a frame the stream-health check calls uniform (so the region goes unknown)."""
     out = tmp_path_factory.mktemp("clips") / "crossing.mp4"
-    _ffmpeg("-i", str(vtest_avi), "-f", "lavfi", "-i", "gradients=s=320x240:r=10",
+    gradient = "gradients=s=320x240:r=10:c0=0x303030:c1=0xd0d0d0:seed=1:speed=0.05"
+    _ffmpeg("-i", str(vtest_avi), "-f", "lavfi", "-i", gradient,
             "-filter_complex",
             f"[0:v]scale=320:240,fps=10,trim=duration={SEGMENT_S},setpts=PTS-STARTPTS[a];"
             f"[1:v]trim=duration={SEGMENT_S},setpts=PTS-STARTPTS[b];[a][b]concat=n=2:v=1[v]",
@@ -68,7 +72,8 @@ def crossing_clip(tmp_path_factory: pytest.TempPathFactory, vtest_avi: Path) -> 
 
 @pytest.fixture(scope="module")
 def threshold(crossing_clip: Path, model_file: Path) -> float:
-    """Midway between the region's counts of the two contents (which must not overlap)."""
+    """Midway between the region's counts of the two contents (which must not overlap); both
+    contents must also pass the stream-health check (not black, uniform)."""
     net, card = load_model(model_file)
     backend = TorchBackend(net, card, threads=1)
     with av.open(str(crossing_clip)) as c:
@@ -76,8 +81,11 @@ def threshold(crossing_clip: Path, model_file: Path) -> float:
     h, w = frames[0][1].shape[:2]
     size = plan_input_size(h, w, MAX_SIDE, card.input_multiple)
     counter = RegionCounter([Region("left", tuple(LEFT))], size, card.output_stride)
+    health = StreamHealth(frozen_s=0)
     a, b = [], []
     for t, img in frames[::2]:
+        problem = health.check_frame(img, t)
+        assert problem is None, f"frame at {t:.1f} s of the clip: {problem}"
         d = backend.infer(prepare_frame(img, size)[None])[0]
         (a if t < SEGMENT_S - 0.05 else b).append(counter.count(d)["left"])
     lo, hi = sorted([(min(a), max(a)), (min(b), max(b))])
