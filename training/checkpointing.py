@@ -73,13 +73,9 @@ def deploy_network(ck: dict[str, Any]) -> nn.Module:
 
     net = build(ck["arch"])
     load_state_checked(net, deploy_state(ck), f"checkpoint ({ck['arch']})")
-    scale = float(ck["config"]["data"].get("target_scale", 1.0))
-    if scale != 1.0:
-        last = [m for m in net.modules() if isinstance(m, nn.Conv2d)][-1]
-        with torch.no_grad():
-            last.weight.div_(scale)
-            if last.bias is not None:
-                last.bias.div_(scale)
+    from training.tasks import scale_output
+
+    scale_output(net, 1.0 / float(ck["config"]["data"].get("target_scale", 1.0)))
     return net.eval()
 
 

@@ -64,6 +64,11 @@ class TaskCfg(_Strict):
     teacher_arch: str = "csrnet"
     lambda_fsp: float = 0.5
     lambda_cos: float = 0.5
+    #: SKT adapters: kaiming (official, for a student trained from scratch) or lstsq (fitted to
+    #: the teacher's features on ``adapter_fit_batches`` training batches; for fine-tuning a
+    #: trained student with SKT)
+    adapter_init: Literal["kaiming", "lstsq"] = "kaiming"
+    adapter_fit_batches: int = 8
 
 
 class OptimCfg(_Strict):

@@ -115,3 +115,34 @@ class SKTStudent(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         density, feats = self.student.forward_features(x)
         return density, self.adapters(feats)
+
+    @torch.no_grad()
+    def fit_adapters(self, pairs: Sequence[tuple[Sequence[torch.Tensor], Sequence[torch.Tensor]]],
+                     ridge: float = 1e-6, max_positions: int = 50_000, seed: int = 0) -> None:
+        """Set each adapter to the least-squares map from student to teacher features.
+
+        ``pairs`` holds (student taps, teacher taps) of some training batches. A student that
+        starts from trained weights (fine-tuning with SKT) then meets small cosine and FSP
+        losses at once, instead of the huge ones of Kaiming-initialised adapters whose gradients
+        would first wreck its trained features. (The paper trains the student from scratch with
+        Kaiming adapters; this is for the fine-tuning recipe, ``task.adapter_init=lstsq``.)
+        ``ridge`` is relative to the mean diagonal of the student features' Gram matrix.
+        """
+        gen = torch.Generator().manual_seed(seed)
+        for k, name in enumerate(SKTAdapters.NAMES):
+            xs = torch.cat([s[k].float().permute(0, 2, 3, 1).reshape(-1, s[k].shape[1])
+                            for s, _ in pairs])
+            ys = torch.cat([t[k].float().permute(0, 2, 3, 1).reshape(-1, t[k].shape[1])
+                            for _, t in pairs])
+            if xs.shape[0] > max_positions:
+                keep = torch.randperm(xs.shape[0], generator=gen)[:max_positions]
+                xs, ys = xs[keep], ys[keep]
+            xa = torch.cat([xs, torch.ones(xs.shape[0], 1)], dim=1).double()
+            gram = xa.T @ xa
+            reg = ridge * float(gram.diagonal()[:-1].mean()) + 1e-12
+            eye = torch.eye(gram.shape[0], dtype=gram.dtype)
+            eye[-1, -1] = 0  # the bias is not regularised
+            sol = torch.linalg.solve(gram + reg * eye, xa.T @ ys.double())  # (C_s + 1) x C_t
+            conv: nn.Conv2d = getattr(self.adapters, name)[0]
+            conv.weight.copy_(sol[:-1].T.reshape(conv.weight.shape).to(conv.weight.dtype))
+            conv.bias.copy_(sol[-1].to(conv.bias.dtype))

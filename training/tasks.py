@@ -3,8 +3,10 @@
 - :class:`TeacherTask`: CSRNet trained on GT with sum-reduced MSE (the CSRNet-pytorch recipe:
   SGD lr 1e-7, momentum 0.95, wd 5e-4 live in the config). CSRNet-pytorch starts from ImageNet
   VGG-16 weights; torchvision cannot download them offline, so the front end is initialised
-  normal(std=0.01) as in the SKT code unless ``init`` names a CSRNet-pytorch checkpoint
-  (``.pth.tar`` with ``state_dict``) or a streamcount ``.safetensors`` file to start from.
+  normal(std=0.01) as in the SKT code unless ``init`` names weights to start from: a
+  CSRNet-pytorch checkpoint (``.pth.tar`` with ``state_dict``), a streamcount ``.safetensors``
+  file (e.g. a widened student, :mod:`training.widen`) or a training checkpoint ``.pt``.
+  Every ``init`` is loaded as true densities and its output multiplied by ``target_scale``.
 
 ``target_scale`` (default 1, official) multiplies GT (and SKT teacher) densities in the loss;
 :meth:`predict` divides it out, and export folds it into the last conv. For SKT keep it at 1:
@@ -17,6 +19,7 @@ the FSP and cosine terms are scale-invariant, so k would reweight gt / soft by k
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -47,20 +50,45 @@ class Normalize(nn.Module):
             memory_format=torch.channels_last)
 
 
-def load_weights_into(net: nn.Module, path: str | Path) -> None:
-    """Load a streamcount ``.safetensors`` or a (CSRNet-pytorch / SKT) ``.pth.tar`` checkpoint."""
+def scale_output(net: nn.Module, factor: float) -> None:
+    """Multiply a density network's output by ``factor`` (its last conv's weight and bias)."""
+    if factor == 1.0:
+        return
+    last = [m for m in net.modules() if isinstance(m, nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.weight.mul_(factor)
+        if last.bias is not None:
+            last.bias.mul_(factor)
+
+
+def load_weights_into(net: nn.Module, path: str | Path, target_scale: float = 1.0) -> None:
+    """Load weights so that ``net`` outputs ``target_scale`` x the true density.
+
+    Accepts a streamcount ``.safetensors``, a CSRNet-pytorch / SKT ``.pth.tar`` (both hold true
+    densities) or a :mod:`training.train` checkpoint ``.pt`` (its deploy network; its own
+    ``data.target_scale`` is divided out).
+    """
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"weights file not found: {p}")
+    have = 1.0  # the density scale of the file's weights
     if p.suffix == ".safetensors":
         src, _card = load_model(p)
         state = src.state_dict()
     else:
         ckpt = torch.load(p, map_location="cpu", weights_only=False)
-        state = ckpt.get("state_dict", ckpt.get("model", ckpt)) if isinstance(ckpt, dict) else ckpt
-        state = {k.removeprefix("module."): v for k, v in state.items()
-                 if not k.removeprefix("module.").startswith("transform")}
+        if isinstance(ckpt, dict) and "deploy_prefix" in ckpt:  # a training.train checkpoint
+            from training.checkpointing import deploy_state
+
+            state = deploy_state(ckpt)
+            have = float(ckpt["config"]["data"].get("target_scale", 1.0))
+        else:
+            state = ckpt.get("state_dict", ckpt.get("model", ckpt)) if isinstance(ckpt, dict) \
+                else ckpt
+            state = {k.removeprefix("module."): v for k, v in state.items()
+                     if not k.removeprefix("module.").startswith("transform")}
     load_state_checked(net, state, str(p))
+    scale_output(net, target_scale / have)
 
 
 def sse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -93,7 +121,7 @@ class TeacherTask(_Task):
         self.norm = Normalize(arch)
         self.net = build(arch).to(memory_format=torch.channels_last)
         if init:
-            load_weights_into(self.net, init)
+            load_weights_into(self.net, init, target_scale)
         else:
             log.warning("teacher starts from normal(std=0.01) init: ImageNet VGG-16 weights "
                         "are not available offline (CSRNet-pytorch uses them)")
@@ -118,7 +146,7 @@ class StudentTask(TeacherTask):
         self.norm = Normalize(arch)
         self.net = build(arch).to(memory_format=torch.channels_last)
         if init:
-            load_weights_into(self.net, init)
+            load_weights_into(self.net, init, target_scale)
 
 
 class SKTTask(_Task):
@@ -133,7 +161,7 @@ class SKTTask(_Task):
         self.norm = Normalize(arch)
         student = build(arch)
         if init:
-            load_weights_into(student, init)
+            load_weights_into(student, init, target_scale)
         self.student = SKTStudent(student).to(memory_format=torch.channels_last)
         t = build(teacher_arch)
         if teacher:
@@ -152,6 +180,18 @@ class SKTTask(_Task):
 
     def trainable_parameters(self):
         return self.student.parameters()
+
+    @torch.no_grad()
+    def fit_adapters(self, batches: Sequence[torch.Tensor]) -> None:
+        """Least-squares adapter initialisation from some batches of training images (see
+        :meth:`training.skt.SKTStudent.fit_adapters`)."""
+        pairs = []
+        for images in batches:
+            x = self.norm(images)
+            _, t_feats = self.teacher.forward_features(x)
+            _, s_feats = self.student.student.forward_features(x)
+            pairs.append(([f.cpu() for f in s_feats], [f.cpu() for f in t_feats]))
+        self.student.fit_adapters(pairs)
 
     def deploy_net(self) -> nn.Module:
         return self.student.student

@@ -313,6 +313,8 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
             random.setstate(rng["python"])
         if rt.main:
             log.info("resumed from %s at epoch %d step %d", ckpt_path, epoch, step)
+    elif cfg.task.kind == "skt" and cfg.task.adapter_init == "lstsq":
+        _fit_adapters(task, train_ds, cfg, rt.device)
 
     model: nn.Module = task
     if rt.world > 1:
@@ -431,7 +433,22 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     if tb:
         tb.close()
     return {"stop_reason": stop_reason, "epoch": epoch, "step": step, "global_it": global_it,
-            "best": best, "history": history, "out_dir": str(out)}
+            "best": best, "history": history, "out_dir": str(out),
+            "train_minutes": train_minutes()}
+
+
+def _fit_adapters(task: nn.Module, ds: TrainCrops, cfg: TrainConfig,
+                  device: torch.device) -> None:
+    """``task.adapter_init=lstsq``: fit the adapters on fixed training crops (the same on every
+    rank: ranks start from identical weights)."""
+    n = cfg.task.adapter_fit_batches * cfg.run.batch_size
+    idx = np.random.default_rng(cfg.run.seed).permutation(len(ds))[:n]
+    ds.set_epoch(0)
+    crops = [ds[int(i)][0] for i in idx]
+    bs = cfg.run.batch_size
+    batches = [torch.stack(crops[i:i + bs]).to(device) for i in range(0, len(crops), bs)]
+    task.fit_adapters(batches)
+    log.info("adapters fitted to the teacher's features on %d crops (least squares)", len(crops))
 
 
 def _update_best(out: Path, cfg: TrainConfig, task: nn.Module, m: dict[str, Any],

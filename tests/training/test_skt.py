@@ -159,3 +159,28 @@ def test_gradients_reach_only_student_and_adapters_and_teacher_stays_frozen():
     for k, v in task.teacher.state_dict().items():
         torch.testing.assert_close(v, teacher_before[k])
     assert np.isfinite(float(losses["total"].detach()))
+
+
+def test_least_squares_adapters_match_a_widened_teacher():
+    """Fitted adapters map the student's taps onto the teacher's: against a teacher widened from
+    the student itself, cosine and FSP losses drop to ~0 (Kaiming adapters: large)."""
+    from training.tasks import SKTTask
+    from training.widen import widen_student
+
+    torch.manual_seed(0)
+    task = SKTTask("csrnet_1_4")
+    with torch.no_grad():
+        for m in task.student.student.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.bias.uniform_(0.0, 0.05)
+    task.teacher.load_state_dict(widen_student(task.student.student, spread=0.2).state_dict())
+    x = torch.randint(0, 255, (2, 3, 48, 48), dtype=torch.uint8)
+    y = torch.rand(2, 1, 6, 6)
+    with torch.no_grad():
+        before = task(x, y)
+        task.fit_adapters([x])
+        after = task(x, y)
+    assert float(before["cos"]) > 100
+    assert float(after["cos"]) < 1e-3 * float(before["cos"])
+    assert float(after["fsp"]) < 1e-3 * float(before["fsp"]) + 1e-6
+    assert float(after["soft"]) < 1e-8

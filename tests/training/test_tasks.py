@@ -44,3 +44,30 @@ def test_skt_without_teacher_is_a_config_error(tmp_path):
                              "data.root=/nonexistent"])
     with pytest.raises(ConfigError, match="task.teacher"):
         train(cfg)
+
+
+def test_init_is_loaded_as_true_density_times_target_scale(tmp_path):
+    """A .safetensors init holds true densities; a training checkpoint's own target_scale is
+    divided out; either way the task's net outputs target_scale x density."""
+    from streamcount.models.card import ModelCard
+    from streamcount.models.csrnet import CSRNetStudent
+    from streamcount.models.weights import save_model
+
+    torch.manual_seed(0)
+    src = CSRNetStudent(4).eval()
+    f = tmp_path / "s.safetensors"
+    save_model(f, src, ModelCard.for_arch("csrnet_1_4", "s"))
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        ref = src(x)
+        task = StudentTask("csrnet_1_4", init=str(f), target_scale=100.0)
+        torch.testing.assert_close(task.net.eval()(x.contiguous()), ref * 100, rtol=1e-4,
+                                   atol=1e-6)
+    # a training checkpoint trained at scale 100, loaded into a task at scale 10
+    ck = tmp_path / "last.pt"
+    torch.save({"deploy_prefix": "net.", "config": {"data": {"target_scale": 100.0}},
+                "model": {f"net.{k}": v for k, v in task.net.state_dict().items()}}, ck)
+    net = CSRNetStudent(4)
+    load_weights_into(net, ck, target_scale=10.0)
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval()(x), ref * 10, rtol=1e-4, atol=1e-6)
