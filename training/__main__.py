@@ -1,4 +1,4 @@
-"""``python -m training {train,evaluate,export,experiment} ...``: the training tools."""
+"""``python -m training {train,evaluate,export,experiment,widen} ...``: the training tools."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ COMMANDS = {
     "evaluate": "training.evaluate",
     "export": "training.export",
     "experiment": "training.experiment",
+    "widen": "training.widen",
 }
 
 
