@@ -36,3 +36,21 @@ def vtest_avi() -> Path:
 def shanghaitech() -> Path:
     """The ShanghaiTech dataset root (part_A, part_B)."""
     return _need(SHARED_DATA / "shanghaitech")
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The packaged default model if present, else a random CSRNet 1/4 saved with its card."""
+    import torch
+
+    from streamcount.models.card import ModelCard
+    from streamcount.models.registry import build
+    from streamcount.models.weights import PACKAGED_DIR, save_model
+
+    default = PACKAGED_DIR / "default.safetensors"
+    if default.exists():
+        return default
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_model(path, build("csrnet_1_4"), ModelCard.for_arch("csrnet_1_4", "tiny-random"))
+    return path

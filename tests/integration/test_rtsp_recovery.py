@@ -18,12 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from streamcount.config.loader import load_config
-from streamcount.models.card import ModelCard
-from streamcount.models.registry import build
-from streamcount.models.weights import PACKAGED_DIR, save_model
 from streamcount.pipeline.service import Service
 from tests.integration.mosquitto import Mosquitto, Subscriber, mosquitto_binary
 from tests.integration.rtsp_server import (RtspServer, gst_rtsp_missing, make_h264_clip,
@@ -45,17 +41,6 @@ def rtsp_clip(tmp_path_factory: pytest.TempPathFactory, vtest_avi: Path) -> Path
     d = tmp_path_factory.mktemp("rtsp")
     clip = make_h264_clip(vtest_avi, d / "clip60.mp4", seconds=60, width=384, gop=20)
     return repeat_clip(clip, d / "clip180.mp4", 3)
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    default = PACKAGED_DIR / "default.safetensors"
-    if default.exists():
-        return default
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_model(path, build("csrnet_1_4"), ModelCard.for_arch("csrnet_1_4", "tiny-random"))
-    return path
 
 
 @pytest.fixture

@@ -16,14 +16,11 @@ from typing import Any
 
 import av
 import pytest
-import torch
 
 from streamcount.config.loader import load_config
 from streamcount.engine.preprocess import plan_input_size, prepare_frame
 from streamcount.engine.torch_cpu import TorchBackend
-from streamcount.models.card import ModelCard
-from streamcount.models.registry import build
-from streamcount.models.weights import PACKAGED_DIR, load_model, save_model
+from streamcount.models.weights import load_model
 from streamcount.pipeline.regions import Region, RegionCounter
 from streamcount.pipeline.service import Service
 from streamcount.sources.health import StreamHealth
@@ -40,17 +37,6 @@ LEFT = [(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)]
 def _ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *args], check=True,
                    timeout=180)
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    default = PACKAGED_DIR / "default.safetensors"
-    if default.exists():
-        return default
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_model(path, build("csrnet_1_4"), ModelCard.for_arch("csrnet_1_4", "tiny-random"))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +148,17 @@ def check_delivery(sub: Subscriber, jsonl: Path) -> None:
                                                             w["region"])
 
 
+def outage(broker: Mosquitto, sub: Subscriber, jsonl: Path) -> int:
+    """A first crossing delivered, then the broker stopped across two more crossings; returns
+    the crossings made before the outage."""
+    wait_until(lambda: crossings(received(sub)) >= 1, 60, "a first crossing over MQTT")
+    broker.stop()
+    made = crossings(truth(jsonl))
+    wait_until(lambda: crossings(truth(jsonl)) >= made + 2, 60,
+               "two crossings while the broker is down")
+    return made
+
+
 def test_alerts_arrive_after_broker_outage(tmp_path: Path, broker: Mosquitto,
                                            model_file: Path, crossing_clip: Path,
                                            threshold: float) -> None:
@@ -171,11 +168,7 @@ def test_alerts_arrive_after_broker_outage(tmp_path: Path, broker: Mosquitto,
     svc = Service(load_config(cfg), cfg)
     svc.start()
     try:
-        wait_until(lambda: crossings(received(sub)) >= 1, 60, "a first crossing over MQTT")
-        broker.stop()
-        made = crossings(truth(jsonl))
-        wait_until(lambda: crossings(truth(jsonl)) >= made + 2, 60,
-                   "two crossings while the broker is down")
+        outage(broker, sub, jsonl)
         assert svc.mqtt is not None and len(svc.mqtt.spool) >= 1
         broker.start()
         wait_until(lambda: [e["id"] for e in received(sub)]
@@ -197,11 +190,7 @@ def test_alerts_spooled_across_a_service_restart(tmp_path: Path, broker: Mosquit
     first = Service(load_config(cfg), cfg)
     first.start()
     try:
-        wait_until(lambda: crossings(received(sub)) >= 1, 60, "a first crossing over MQTT")
-        broker.stop()
-        made = crossings(truth(jsonl))
-        wait_until(lambda: crossings(truth(jsonl)) >= made + 2, 60,
-                   "two crossings while the broker is down")
+        made = outage(broker, sub, jsonl)
     finally:
         first.stop()  # undelivered alerts stay in the on-disk spool
     spooled = len(truth(jsonl)) - len(received(sub))

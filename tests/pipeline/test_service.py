@@ -18,14 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from streamcount.cli.main import main as cli_main
 from streamcount.config.loader import load_config
 from streamcount.config.schema import ServiceConfig
-from streamcount.models.card import ModelCard
-from streamcount.models.registry import build
-from streamcount.models.weights import PACKAGED_DIR, save_model
 from streamcount.pipeline.messages import AlertEvent, CountState, CountUpdate, StatusEvent
 from streamcount.pipeline.service import Service
 from tests.integration.rtsp_server import free_port
@@ -38,18 +34,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def _ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *args], check=True,
                    timeout=120)
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The packaged default model if present, else a random CSRNet 1/4 saved with its card."""
-    default = PACKAGED_DIR / "default.safetensors"
-    if default.exists():
-        return default
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_model(path, build("csrnet_1_4"), ModelCard.for_arch("csrnet_1_4", "tiny-random"))
-    return path
 
 
 @pytest.fixture(scope="module")
