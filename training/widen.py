@@ -87,19 +87,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spread", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    src = Path(args.student)
     try:
         student = CSRNetStudent(args.ratio)
-        src = Path(args.student)
-        load_weights_into(student, src)
+        load_weights_into(student, src)  # its errors name the file
         teacher = widen_student(student, spread=args.spread, seed=args.seed)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError, KeyError) as e:
+        print(f"error: {src}: {e}", file=sys.stderr)
+        return 2
+    try:
         card = ModelCard.for_arch(
             "csrnet", Path(args.out).stem,
             source=f"training.widen {src.name} (ratio {args.ratio}, spread {args.spread}, "
                    f"seed {args.seed})",
             training_data="as the widened student", licence="Apache-2.0")
         save_model(args.out, teacher, card)
-    except (UserError, ValueError, RuntimeError, KeyError) as e:
-        print(f"error: {args.student}: {e}", file=sys.stderr)
+    except OSError as e:
+        print(f"error: {args.out}: cannot write ({e.strerror or e})", file=sys.stderr)
         return 2
     print(f"wrote {args.out}")
     return 0

@@ -72,5 +72,12 @@ def test_cli_writes_a_teacher_model_file(tmp_path, capsys):
     x = torch.rand(1, 3, 32, 48)
     with torch.no_grad():
         torch.testing.assert_close(net(x), s(x), rtol=1e-4, atol=1e-5)
+    capsys.readouterr()
     assert widen_main([str(tmp_path / "missing.safetensors"), "--out", str(out)]) == 2
-    assert "missing.safetensors" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("missing.safetensors") == 1 and len(err.strip().splitlines()) == 1
+    assert widen_main([str(src), "--out", str(tmp_path / "no" / "dir" / "t.safetensors")]) == 0
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert widen_main([str(src), "--out", str(blocker / "t.safetensors")]) == 2
+    assert "cannot write" in capsys.readouterr().err
