@@ -6,6 +6,10 @@ finishes, cameras and counts are published offline/unknown, sinks flush (undeliv
 alerts stay spooled for the next run) and the exit code is 0. SIGHUP re-reads the config and
 applies it without disturbing unchanged cameras; a config that does not validate is logged and
 the running one is kept.
+
+``--shard INDEX/COUNT`` (or ``STREAMCOUNT_SHARD``, or ``STREAMCOUNT_SHARD_COUNT`` with the
+index from ``STREAMCOUNT_SHARD_INDEX`` or the pod name's ordinal) runs only the cameras this
+replica owns by rendezvous hashing (:mod:`streamcount.sharding`); a reload keeps the rule.
 """
 
 from __future__ import annotations
@@ -46,6 +50,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("config", metavar="CONFIG", help="the service config (YAML)")
     p.add_argument("--once-for", type=_positive_float, metavar="SECONDS",
                    help="stop by itself after SECONDS (smoke tests, benchmarks)")
+    p.add_argument("--shard", metavar="INDEX/COUNT",
+                   help="run only the cameras replica INDEX (0-based) of COUNT owns, by "
+                        "rendezvous hashing of the camera names (default: "
+                        "$STREAMCOUNT_SHARD, or $STREAMCOUNT_SHARD_COUNT with "
+                        "$STREAMCOUNT_SHARD_INDEX or the pod name's ordinal; else all)")
     p.set_defaults(func=run)
     return p
 
@@ -99,15 +108,20 @@ def _reload(service: Any, path: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the service until a signal (or ``--once-for``); 0 on a clean stop."""
     install_log_redaction()
+    from streamcount.sharding import resolve_shard
+
+    shard = resolve_shard(args.shard)
     config = load_config(args.config)
     from streamcount.pipeline.service import Service
 
-    service = Service(config, args.config)
+    service = Service(config, args.config, shard=shard)
     deadline = None if args.once_for is None else time.monotonic() + args.once_for
     with _Signals() as signals:
         service.start()
         port = service.http_port
-        log.warning("streamcount running: %d camera(s)%s", len(service.camera_names()),
+        log.warning("streamcount running: %d camera(s)%s%s", len(service.camera_names()),
+                    "" if shard is None else
+                    f" of {len(list(config.enabled_cameras()))}, shard {shard}",
                     f", http://{config.http.host}:{port}/healthz" if port else "")
         try:
             while not signals.stop.is_set():

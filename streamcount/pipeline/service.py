@@ -22,6 +22,10 @@ with ``raw=None`` and the reason, so counts read ``unknown`` and no alert rule i
 whose source settings changed is restarted, one whose regions/smoothing/health/fps changed
 keeps its reader and only gets a new pipeline, added and removed cameras start and stop.
 Changes to ``inference``, ``mqtt``, ``http`` or ``sinks`` need a restart and are reported.
+
+With a :class:`~streamcount.sharding.Shard` the service runs only the enabled cameras that shard
+owns (rendezvous hashing of the camera names), at start and at every reload; its MQTT
+availability, stats, client id and spool are per replica, and ``/metrics`` shows its cameras.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from streamcount.pipeline.messages import (CountState, CountUpdate, Frame, Regio
                                            StatsEvent, StatusEvent)
 from streamcount.pipeline.regions import ALL, Region, regions_from_specs
 from streamcount.pipeline.scheduler import Scheduler
+from streamcount.sharding import Shard
 from streamcount.sinks.base import Sink
 from streamcount.sources.health import StreamHealth
 from streamcount.sources.reader import CameraReader, ReaderSettings, SourceKind, SourceState
@@ -145,6 +150,7 @@ class Service:
         backend: an inference backend to use instead of creating one from
             ``config.inference`` (tests, benchmarks).
         extra_sinks: more event sinks (tests, benchmarks).
+        shard: run only the cameras this replica owns (None: all enabled cameras).
 
     Example:
         >>> svc = Service(load_config("service.yaml"))  # doctest: +SKIP
@@ -152,8 +158,10 @@ class Service:
     """
 
     def __init__(self, config: ServiceConfig, config_path: str | Path | None = None, *,
-                 backend: Backend | None = None, extra_sinks: tuple[Sink, ...] = ()) -> None:
+                 backend: Backend | None = None, extra_sinks: tuple[Sink, ...] = (),
+                 shard: Shard | None = None) -> None:
         self.config = config
+        self.shard = shard
         self.config_path = str(config_path) if config_path else None
         self._backend = backend
         self._extra_sinks = extra_sinks
@@ -185,6 +193,14 @@ class Service:
         """The port the metrics/health server is bound to (None when disabled)."""
         return None if self.metrics is None else self.metrics.port
 
+    def owned_cameras(self, config: ServiceConfig) -> list[CameraConfig]:
+        """The enabled cameras of ``config`` that this replica runs (all without a shard)."""
+        cams = list(config.enabled_cameras())
+        if self.shard is None:
+            return cams
+        owned = set(self.shard.select(c.name for c in cams))
+        return [c for c in cams if c.name in owned]
+
     def start(self) -> None:
         """Create the backend and sinks, start the scheduler and every enabled camera.
 
@@ -205,7 +221,7 @@ class Service:
         try:
             self._start_sinks()
             self.scheduler.start()
-            for cam in self.config.enabled_cameras():
+            for cam in self.owned_cameras(self.config):
                 self._add_camera(cam, self.config)
         except BaseException:
             self.stop()
@@ -213,8 +229,8 @@ class Service:
         self._tick_thread = threading.Thread(target=self._tick_loop, name="service-tick",
                                              daemon=True)
         self._tick_thread.start()
-        log.info("service started: %d camera(s), backend %s", len(self._cameras),
-                 backend.describe())
+        log.info("service started: %d camera(s), backend %s%s", len(self._cameras),
+                 backend.describe(), "" if self.shard is None else f", shard {self.shard}")
 
     def _start_sinks(self) -> None:
         from streamcount.errors import ConfigError
@@ -231,7 +247,8 @@ class Service:
             self.bus.add_sink(self.metrics)
         if cfg.mqtt is not None:
             from streamcount.sinks.mqtt import MqttSink
-            self.mqtt = MqttSink(cfg.mqtt, cameras=[c.name for c in cfg.enabled_cameras()])
+            self.mqtt = MqttSink(cfg.mqtt, cameras=[c.name for c in self.owned_cameras(cfg)],
+                                 replica=None if self.shard is None else str(self.shard.index))
             self.bus.add_sink(self.mqtt)
         if cfg.sinks.jsonl:
             from streamcount.sinks.jsonl import JsonlSink
@@ -361,7 +378,7 @@ class Service:
         for s in needs_restart:
             log.warning("config reload: changes to '%s' need a restart; keeping the running "
                         "settings", s)
-        wanted = {c.name: c for c in new.enabled_cameras()}
+        wanted = {c.name: c for c in self.owned_cameras(new)}  # the shard rule is kept
         added, removed, restarted, reconfigured, unchanged = [], [], [], [], []
         with self._cams_lock:
             current = dict(self._cameras)
@@ -487,6 +504,8 @@ class Service:
         cameras = {n: {k: c.get(k) for k in keys} for n, c in snap["cameras"].items()}
         inf = snap.get("inference", {})
         service = {k: v for k, v in inf.items() if isinstance(v, (int, float, str)) or v is None}
+        if self.shard is not None:
+            service["shard"] = str(self.shard)
         self.bus.publish(StatsEvent(ts=time.time(), uptime_s=snap.get("uptime_s") or 0.0,
                                     cameras=cameras, service=service))
 
@@ -511,6 +530,7 @@ class Service:
             "running": self._running,
             "config": self.config_path,
             "reloads": self.reloads,
+            "shard": None if self.shard is None else str(self.shard),
             "uptime_s": (None if self._started_mono is None
                          else round(time.monotonic() - self._started_mono, 3)),
             "cameras": {},

@@ -119,6 +119,12 @@ class _SnapshotCollector(Collector):
         yield from counters.values()
         yield state
         yield healthy
+        if snap.get("shard"):  # a sharded replica: which share of the cameras this is
+            index, count = str(snap["shard"]).split("/")
+            shard = GaugeMetricFamily("streamcount_shard", "this replica's shard (cameras by "
+                                      "rendezvous hashing)", labels=["index", "count"])
+            shard.add_metric([index, count], 1.0)
+            yield shard
 
         count = GaugeMetricFamily("streamcount_region_count", "smoothed region count "
                                   "(absent while unknown)", labels=["camera", "region"])

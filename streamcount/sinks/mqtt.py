@@ -12,6 +12,12 @@ Topics (``P`` = ``mqtt.topic_prefix``):
 - ``P/stats``: ``{ts, uptime_s, cameras, service, mqtt}`` every ``stats_interval_s``,
   retained, ``qos_count`` (the last :class:`StatsEvent` plus the sink's own figures).
 
+A sharded replica (``replica="<index>"``, see :mod:`streamcount.sharding`) publishes its
+availability and stats on ``P/available/<index>`` and ``P/stats/<index>`` (subscribe to
+``P/available/#`` to see every replica), so no replica's last will marks another replica's
+cameras offline; its client id gets ``-shard<index>`` appended (``client_id`` is shared by the
+replicas' config) and its spool lives in ``<spool_dir>/shard-<index>``.
+
 **No alert is lost.** ``handle(AlertEvent)`` first appends the message to the on-disk
 :class:`~streamcount.sinks.spool.Spool` (fsync'd); a delivery thread publishes the spooled
 alerts strictly in order, one at a time, and deletes each only after the broker acknowledged
@@ -102,6 +108,8 @@ class MqttSink:
         name: the sink's name (bus logs, stats).
         close_timeout_s: how long ``close`` waits for spooled alerts to be delivered.
         reconnect_delay_s: (first, max) delay between reconnect attempts (doubling).
+        replica: the shard index of a sharded replica: per-replica availability and stats
+            topics, client id and spool directory (see the module docstring).
 
     Raises:
         streamcount.sinks.spool.SpoolError: the spool directory is unusable or in use.
@@ -109,13 +117,18 @@ class MqttSink:
 
     def __init__(self, cfg: MqttConfig, *, cameras: Sequence[str] = (), name: str = "mqtt",
                  close_timeout_s: float = 2.0,
-                 reconnect_delay_s: tuple[float, float] = (1.0, 30.0)) -> None:
+                 reconnect_delay_s: tuple[float, float] = (1.0, 30.0),
+                 replica: str | None = None) -> None:
         self.cfg = cfg
+        self.replica = replica
         self.name = name
         self.prefix = cfg.topic_prefix
         self.close_timeout_s = close_timeout_s
         self.reconnect_delay_s = reconnect_delay_s
-        self.spool = Spool(cfg.effective_spool_dir, cfg.spool_max)
+        spool_dir = cfg.effective_spool_dir
+        if replica is not None:
+            spool_dir = os.path.join(spool_dir, f"shard-{replica}")
+        self.spool = Spool(spool_dir, cfg.spool_max)
         self._cameras = list(cameras)
         self._started = time.monotonic()
         self._cond = threading.Condition()
@@ -142,6 +155,8 @@ class MqttSink:
     def _make_client(self) -> mqtt.Client:
         cfg = self.cfg
         client_id = cfg.client_id or f"streamcount-{socket.gethostname()}-{os.getpid()}"
+        if self.replica is not None:
+            client_id = f"{client_id}-shard{self.replica}"
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                         protocol=mqtt.MQTTv311, clean_session=True)
         if cfg.username is not None:
@@ -154,7 +169,7 @@ class MqttSink:
                 c.tls_insecure_set(True)
                 log.warning("MQTT TLS to %s:%d without certificate verification (insecure)",
                             cfg.host, cfg.port)
-        c.will_set(self.topic("available"), OFFLINE, qos=1, retain=True)
+        c.will_set(self.availability_topic, OFFLINE, qos=1, retain=True)
         c.reconnect_delay_set(min_delay=self.reconnect_delay_s[0],  # type: ignore[arg-type]
                               max_delay=self.reconnect_delay_s[1])  # type: ignore[arg-type]
         c.on_connect = self._on_connect
@@ -166,6 +181,19 @@ class MqttSink:
         """``<prefix>/<parts...>``."""
         return "/".join((self.prefix, *parts))
 
+    def _own(self, name: str) -> str:
+        return self.topic(name) if self.replica is None else self.topic(name, self.replica)
+
+    @property
+    def availability_topic(self) -> str:
+        """``P/available``, or ``P/available/<replica>`` for a sharded replica."""
+        return self._own("available")
+
+    @property
+    def stats_topic(self) -> str:
+        """``P/stats``, or ``P/stats/<replica>`` for a sharded replica."""
+        return self._own("stats")
+
     # -------------------------------------------------------------------- paho callbacks
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
@@ -176,7 +204,7 @@ class MqttSink:
             return
         self.connects += 1
         log.info("connected to MQTT broker %s:%d", self.cfg.host, self.cfg.port)
-        client.publish(self.topic("available"), ONLINE, qos=1, retain=True)
+        client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
         now = time.monotonic()
         with self._cond:
             for cam in self._cameras:  # replace a stale status from a previous run
@@ -282,7 +310,7 @@ class MqttSink:
         self._stats_due = time.monotonic() + self.cfg.stats_interval_s
         if self._connected:
             text = json.dumps(payload, default=str, separators=(",", ":"))
-            self._client.publish(self.topic("stats"), text, qos=self.cfg.qos_count,
+            self._client.publish(self.stats_topic, text, qos=self.cfg.qos_count,
                                  retain=True)
 
     def stats(self) -> dict[str, Any]:
@@ -378,7 +406,7 @@ class MqttSink:
             self._cond.notify_all()
         self._thread.join()
         if self._connected:
-            info = self._client.publish(self.topic("available"), OFFLINE, qos=1, retain=True)
+            info = self._client.publish(self.availability_topic, OFFLINE, qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout=self.close_timeout_s)
             except (RuntimeError, ValueError):
