@@ -1,4 +1,8 @@
-"""``streamcount count INPUT``: count people per region in a video, image, folder or stream."""
+"""``streamcount count INPUT...``: count people per region in a video, image, folder or stream.
+
+Several inputs (positional, or ``--inputs FILE``) each get ``OUT/<name>``; ``--shard
+INDEX/COUNT`` counts only the inputs that shard owns (see :mod:`streamcount.cli.inputs`), so an
+Indexed Job's pods split a list of recordings without coordination."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 
 from streamcount.engine.factory import backend_names
 from streamcount.engine.preprocess import DEFAULT_MAX_SIDE
+from streamcount.errors import InputError, UserError
 from streamcount.pipeline.offline import DEFAULT_BATCH, DEFAULT_OUT_DIR, count_input
 
 
@@ -39,8 +44,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Count people per region, as fast as the machine allows. Writes "
                     "OUT/counts.csv (frame,time_s,region,count) and OUT/summary.json; Ctrl-C "
                     "stops early and keeps both valid for the frames processed.")
-    p.add_argument("input", metavar="INPUT",
-                   help="video file, image, folder of images (name order) or rtsp/http URL")
+    p.add_argument("input", metavar="INPUT", nargs="*",
+                   help="video file, image, folder of images (name order) or rtsp/http URL; "
+                        "several inputs are counted one after the other into OUT/<name>")
+    p.add_argument("--inputs", metavar="FILE",
+                   help="also count the inputs listed in FILE (one per line, # comments; "
+                        "relative to FILE's folder), each into OUT/<name>")
+    p.add_argument("--shard", metavar="INDEX/COUNT",
+                   help="count only the inputs replica INDEX (0-based) of COUNT owns, by "
+                        "rendezvous hashing of their names (e.g. an Indexed Job: "
+                        "$(JOB_COMPLETION_INDEX)/N)")
     p.add_argument("--regions", metavar="FILE", help="regions file (YAML or JSON)")
     p.add_argument("--fps", type=_positive_float, metavar="N",
                    help="sample N frames per second of media time (default: every frame)")
@@ -68,6 +81,34 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``count``; 0 on success, 130 when interrupted (outputs still written)."""
+    from streamcount.cli.inputs import plan, read_inputs_file
+    from streamcount.sharding import Shard
+
+    inputs = list(args.input) + (read_inputs_file(args.inputs) if args.inputs else [])
+    if not inputs:
+        raise InputError("no input: give INPUT or --inputs FILE")
+    shard = Shard.parse(args.shard) if args.shard is not None else None
+    jobs = plan(inputs, args.out, shard=shard, separate=bool(args.inputs))
+    if shard is not None and not args.quiet:
+        print(f"shard {shard}: {len(jobs)} of {len(inputs)} input(s)", file=sys.stderr)
+    failed: list[str] = []
+    for job in jobs:
+        one = argparse.Namespace(**{**vars(args), "input": job.input, "out": str(job.out_dir)})
+        try:
+            if _count_one(one) == 130:
+                return 130
+        except UserError as e:
+            if len(jobs) == 1:
+                raise
+            print(f"streamcount: error: {e}", file=sys.stderr)
+            failed.append(job.name)
+    if failed:
+        raise InputError(f"{len(failed)} of {len(jobs)} inputs failed: {', '.join(failed)}")
+    return 0
+
+
+def _count_one(args: argparse.Namespace) -> int:
+    """Count ``args.input`` into ``args.out``; 130 when interrupted."""
     summary = count_input(
         args.input, model=args.model, backend=args.backend, regions=args.regions, fps=args.fps,
         max_side=args.max_side, out_dir=args.out, annotate=args.annotate, plot=args.plot,
