@@ -39,6 +39,8 @@ class ModelCard:
     metrics: tuple[Metric, ...] = ()
     sha256: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: "density" (a density map; count = sum) or "detect" (boxes; see ArchSpec.task)
+    task: str = "density"
 
     @classmethod
     def for_arch(cls, arch: str, name: str, **kw: Any) -> ModelCard:
@@ -46,7 +48,7 @@ class ModelCard:
         s = arch_spec(arch)
         return cls(name=name, arch=arch, colour=s.colour, mean=tuple(s.mean), std=tuple(s.std),
                    input_scale=s.input_scale, output_stride=s.output_stride,
-                   input_multiple=s.input_multiple, **kw)
+                   input_multiple=s.input_multiple, task=s.task, **kw)
 
     def with_(self, **kw: Any) -> ModelCard:
         """A copy with some fields replaced."""

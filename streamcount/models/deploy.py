@@ -16,7 +16,8 @@ class CountingNet(nn.Module):
 
     Input: ``uint8`` (or float 0-255) tensor ``N x H x W x 3`` in OpenCV's BGR order, H and W
     multiples of ``card.input_multiple``. Output: ``float32`` density ``N x H/s x W/s``
-    (s = ``card.output_stride``); the count is its sum. Colour conversion and mean/std
+    (s = ``card.output_stride``); the count is its sum. A detector (``card.task == "detect"``)
+    returns its decoded boxes ``N x boxes x (5 + C)`` instead. Colour conversion and mean/std
     normalisation are one per-channel affine map folded into the graph (no numpy pass).
     """
 
@@ -44,4 +45,6 @@ class CountingNet(nn.Module):
         # N,H,W,3 @ 3,C -> N,H,W,C, then to NCHW (a channels_last view, no copy)
         x = torch.matmul(x, self.colour_weight.t()) + self.colour_bias
         x = x.permute(0, 3, 1, 2)
+        if self.card.task == "detect":  # N x boxes x (5 + C): see streamcount.models.darknet
+            return self.net(x)
         return self.net(x).squeeze(1)

@@ -33,6 +33,15 @@ class ArchSpec:
     output_stride: int
     description: str
     input_multiple: int = 8  # input H and W are cropped to a multiple of this
+    #: "density" (output: density map, count = sum) or "detect" (output: N x boxes x (5 + C)
+    #: rows cx, cy, w, h, objectness, class scores; see :mod:`streamcount.models.darknet`)
+    task: str = "density"
+
+
+def _yolo_fastest_body() -> nn.Module:
+    from streamcount.models.darknet import YOLO_FASTEST_BODY_CFG, darknet_from_files
+
+    return darknet_from_files(YOLO_FASTEST_BODY_CFG)
 
 
 def _rgb(name: str, builder: Callable[[], nn.Module], desc: str) -> ArchSpec:
@@ -51,6 +60,10 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         _rgb("bl_vgg19_1_4", lambda: BLVGG19(4), "1/4-BL SKT student, 1.35 M params"),
         ArchSpec("mcnn", MCNN, "gray", (0.0,), (1.0,), 1.0, 4,
                  "MCNN multi-column CNN (Zhang et al. 2016), 0.13 M params", input_multiple=4),
+        ArchSpec("yolo_fastest_body", _yolo_fastest_body, "rgb", (0.0, 0.0, 0.0),
+                 (1.0, 1.0, 1.0), 1 / 255.0, 32,
+                 "Yolo-Fastest 1.1 'body' person detector (Darknet), 0.28 M params",
+                 input_multiple=32, task="detect"),
     )
 }
 
