@@ -1,0 +1,78 @@
+"""Person detection on whole frames with a ``task == "detect"`` model on any backend."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from torch import nn
+
+from streamcount.detect.boxes import NMS_IOU, SCORE_THRESHOLD, Detections, decode
+from streamcount.engine.base import Backend
+from streamcount.errors import ModelError
+from streamcount.models.card import ModelCard
+
+log = logging.getLogger(__name__)
+
+#: the packaged person detector
+DEFAULT_DETECTOR = "yolo_fastest_body"
+
+
+class Detector:
+    """Runs a detector model and post-processes its boxes.
+
+    Frames are resized whole (no letterbox, bilinear, as Darknet and OpenCV's importer do) to
+    the card's ``extra["input_size"]``; boxes come back in frame pixels.
+
+    Args:
+        model: model name/path, or a loaded ``(net, card)``; its card's task must be
+            ``"detect"``.
+        backend: backend name (``onnx``, ``openvino``, ``torch``, ``auto``...).
+        threads: inference threads.
+        score_threshold, iou: post-processing (defaults: the card's, else 0.4 and 0.45).
+        input_size: (height, width) network input, multiples of 32 (default: the card's).
+
+    Example:
+        >>> det = Detector()                                        # doctest: +SKIP
+        >>> people = det.detect([frame])[0]; len(people)            # doctest: +SKIP
+    """
+
+    def __init__(self, model: str | Path | tuple[nn.Module, ModelCard] = DEFAULT_DETECTOR, *,
+                 backend: str = "onnx", threads: int | None = None,
+                 score_threshold: float | None = None, iou: float | None = None,
+                 input_size: tuple[int, int] | None = None) -> None:
+        from streamcount.engine.factory import create_backend
+
+        self.backend: Backend = create_backend(backend, model, threads=threads)
+        card = self.backend.card
+        if card.task != "detect":
+            raise ModelError(f"model '{card.name}' is a {card.task} model, not a detector")
+        extra = card.extra
+        self.score_threshold = float(score_threshold if score_threshold is not None
+                                     else extra.get("score_threshold", SCORE_THRESHOLD))
+        self.iou = float(iou if iou is not None else extra.get("nms_iou", NMS_IOU))
+        h, w = input_size or tuple(extra.get("input_size", (416, 416)))
+        m = card.input_multiple
+        if h % m or w % m:
+            raise ModelError(f"detector input {h}x{w} must be a multiple of {m}")
+        self.input_size = (int(h), int(w))
+
+    @property
+    def card(self) -> ModelCard:
+        return self.backend.card
+
+    def raw(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """The network's rows ``N x boxes x (5 + C)`` for uint8 BGR frames of any size."""
+        h, w = self.input_size
+        batch = np.stack([f if f.shape[:2] == (h, w) else
+                          cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in frames])
+        return self.backend.infer(batch)
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        """People in each uint8 BGR frame (boxes in that frame's pixels)."""
+        out = self.raw(frames)
+        return [decode(rows, f.shape[:2], score_threshold=self.score_threshold, iou=self.iou)
+                for rows, f in zip(out, frames, strict=True)]
