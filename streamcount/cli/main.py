@@ -17,7 +17,8 @@ from streamcount.config.redact import install_log_redaction
 from streamcount.errors import UserError
 
 #: sub-command modules, in the order ``--help`` lists them
-COMMANDS: tuple[str, ...] = ("count", "run", "validate", "models", "bench", "engines")
+COMMANDS: tuple[str, ...] = ("count", "run", "calibrate", "validate", "models", "bench",
+                              "engines")
 
 log = logging.getLogger("streamcount")
 

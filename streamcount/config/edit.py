@@ -1,0 +1,86 @@
+"""Targeted edits of a service config file that keep its comments and layout.
+
+PyYAML cannot round-trip comments, so an edit is made on the text: the YAML is composed (not
+loaded) to find the line of the key to change, and only that line is replaced, or one line is
+inserted. Block-style camera entries (``- name: door`` followed by indented keys) are supported;
+anything else is a one-line :class:`~streamcount.errors.ConfigError` asking for a manual edit.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from streamcount.errors import ConfigError
+
+
+def _camera_node(root: yaml.Node, camera: str, path: Path) -> yaml.MappingNode:
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError(f"{path}: not a mapping at the top level")
+    for k, v in root.value:
+        if k.value == "cameras":
+            if not isinstance(v, yaml.SequenceNode):
+                raise ConfigError(f"{path}: 'cameras' is not a list", key="cameras")
+            for i, cam in enumerate(v.value):
+                if not isinstance(cam, yaml.MappingNode):
+                    continue
+                for ck, cv in cam.value:
+                    if ck.value == "name" and cv.value == camera:
+                        if cam.flow_style:
+                            raise ConfigError(f"{path}: cameras[{i}] is a flow mapping "
+                                              f"({{...}}); edit it by hand", key=f"cameras[{i}]")
+                        return cam
+    raise ConfigError(f"{path}: no camera named '{camera}' under 'cameras'", key="cameras")
+
+
+def set_camera_value(path: str | Path, camera: str, key: str, value: object,
+                     comment: str | None = None) -> None:
+    """Set ``cameras[name=camera].key = value`` in the YAML file at ``path`` (atomically).
+
+    ``value`` must be a scalar; ``comment`` is appended to the line as ``# comment``.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config ({e.strerror or e})") from None
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    cam = _camera_node(root, camera, p)
+    lines = text.splitlines(keepends=True)
+    rendered = yaml.safe_dump({key: value}, default_flow_style=True).strip()[1:-1].strip()
+    suffix = f"  # {comment}" if comment else ""
+    for k, v in cam.value:
+        if k.value == key:
+            if not isinstance(v, yaml.ScalarNode) or k.start_mark.line != v.end_mark.line:
+                raise ConfigError(f"{p}: camera '{camera}' key '{key}' spans several lines; "
+                                  f"edit it by hand", key=key)
+            line = lines[k.start_mark.line]
+            eol = "\n" if line.endswith("\n") else ""
+            lines[k.start_mark.line] = line[:k.start_mark.column] + rendered + suffix + eol
+            break
+    else:
+        name_key = next(k for k, _ in cam.value if k.value == "name")
+        at = name_key.start_mark.line + 1  # right after the camera's name line
+        if not lines[at - 1].endswith("\n"):
+            lines[at - 1] += "\n"
+        lines.insert(at, f"{' ' * name_key.start_mark.column}{rendered}{suffix}\n")
+    new = "".join(lines)
+    try:
+        yaml.safe_load(new)
+    except yaml.YAMLError as e:  # pragma: no cover - a bug in the edit, never the user's file
+        raise ConfigError(f"{p}: edit would break the file ({e}); nothing written") from None
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(new)
+        os.chmod(tmp, p.stat().st_mode & 0o777)
+        os.replace(tmp, p)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise ConfigError(f"{p}: cannot write config ({e.strerror or e})") from None
