@@ -92,3 +92,14 @@ def test_bad_shard_is_one_line_and_exit_2(
     assert cli_main(["run", str(path), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("streamcount: error: ") and message in err and "\n" not in err
+
+
+def test_validate_prints_the_assignment(tmp_path: Path, model_file: Path, tiny_clip: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path / "svc.yaml", model_file, tiny_clip, CAMERAS)
+    assert cli_main(["validate", str(path), "--shards", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:] == [f"shard {i}/3: {', '.join(names)}"
+                       for i, names in assign(CAMERAS, 3).items()]
+    assert cli_main(["validate", str(path), "--shards", "0"]) == 2
+    assert "shard count must be 1..10000, got 0" in capsys.readouterr().err
