@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Any
 
+from streamcount.detect.counting import COUNTING_METHODS, DEFAULT_COUNTING
 from streamcount.engine.factory import backend_names
 from streamcount.engine.preprocess import DEFAULT_MAX_SIDE
 from streamcount.errors import InputError, UserError
@@ -42,8 +43,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "count", help="count people in a video file, image, folder of images or stream URL",
         description="Count people per region, as fast as the machine allows. Writes "
-                    "OUT/counts.csv (frame,time_s,region,count) and OUT/summary.json; Ctrl-C "
-                    "stops early and keeps both valid for the frames processed.")
+                    "OUT/counts.csv (frame,time_s,region,count,method) and OUT/summary.json; "
+                    "Ctrl-C stops early and keeps both valid for the frames processed.")
     p.add_argument("input", metavar="INPUT", nargs="*",
                    help="video file, image, folder of images (name order) or rtsp/http URL; "
                         "several inputs are counted one after the other into OUT/<name>")
@@ -62,6 +63,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", metavar="B",
                    help=f"inference backend: {', '.join(backend_names())} (default: auto, the "
                         "fastest whose counts stay within 2%% of fp32)")
+    p.add_argument("--counting", choices=COUNTING_METHODS, default=DEFAULT_COUNTING,
+                   help="how people are counted: auto (default: detection where people are few "
+                        "and clearly visible, density elsewhere, per frame and region), density "
+                        "(the density model only) or detect (the person detector only); the CSV "
+                        "says which per row (method column)")
     p.add_argument("--max-side", type=_positive_int, default=DEFAULT_MAX_SIDE, metavar="N",
                    help=f"longest model-input side in pixels (default {DEFAULT_MAX_SIDE}; "
                         "frames are never upscaled)")
@@ -112,10 +118,19 @@ def _count_one(args: argparse.Namespace) -> int:
     summary = count_input(
         args.input, model=args.model, backend=args.backend, regions=args.regions, fps=args.fps,
         max_side=args.max_side, out_dir=args.out, annotate=args.annotate, plot=args.plot,
-        batch=args.batch, threads=args.threads, progress=not args.quiet)
+        batch=args.batch, threads=args.threads, progress=not args.quiet,
+        counting=args.counting)
     if not args.quiet:
         print(format_summary(summary))
     return 130 if summary.get("interrupted") else 0
+
+
+def _counting_lines(counting: dict[str, Any] | None) -> list[str]:
+    if not counting:
+        return []
+    methods = ", ".join(f"{m} {n}" for m, n in sorted(counting.get("methods", {}).items()))
+    return [f"counting  {counting['counting']}" + (f" (frames by method: {methods})"
+                                                   if methods else "")]
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -130,6 +145,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"frames    {summary['frames_processed']} at {summary.get('processing_fps') or 0:.1f} "
         f"frames/s, input {size[1]}x{size[0]}" if size else
         f"frames    {summary['frames_processed']}",
+        *_counting_lines(summary.get("counting")),
         "",
         f"{'region':<20} {'mean':>9} {'max':>9} {'max at (s)':>11}",
     ]

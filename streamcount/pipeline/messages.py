@@ -49,6 +49,8 @@ class RegionCounts:
     wall_ts: float
     counts: dict[str, float]
     file: str | None = None
+    #: how the frame was counted: "detect", "density" or "hybrid" (None: not recorded)
+    method: str | None = None
 
 
 class CountState(str, Enum):

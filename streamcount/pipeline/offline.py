@@ -28,10 +28,11 @@ import numpy as np
 from torch import nn
 
 from streamcount import __version__
+from streamcount.detect.counting import COUNTING_METHODS, MethodCounter
 from streamcount.engine import factory
 from streamcount.engine.base import Backend
 from streamcount.engine.preprocess import DEFAULT_MAX_SIDE, plan_input_size, prepare_frame
-from streamcount.errors import BackendError
+from streamcount.errors import BackendError, InputError, ModelError
 from streamcount.models.card import ModelCard
 from streamcount.models.weights import load_model, resolve_model
 from streamcount.pipeline.messages import Frame, RegionCounts
@@ -214,7 +215,8 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
                 max_side: int | None = DEFAULT_MAX_SIDE, out_dir: str | Path = DEFAULT_OUT_DIR,
                 annotate: bool = False, plot: bool = False, batch: int = DEFAULT_BATCH,
                 threads: int | None = None, progress: bool = True,
-                backend_instance: Backend | None = None) -> dict[str, Any]:
+                backend_instance: Backend | None = None,
+                counting: str | None = None) -> dict[str, Any]:
     """Count people per region in a video, image, folder of images or stream URL.
 
     Writes ``out_dir/counts.csv`` and ``out_dir/summary.json`` (and ``annotated.mp4``,
@@ -235,6 +237,11 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
         progress: show a progress bar when stderr is a terminal.
         backend_instance: an already created backend (its card must match ``model``), e.g.
             to reuse one across inputs; ``backend`` is then ignored.
+        counting: ``auto`` (the hybrid rule of :mod:`streamcount.detect.hybrid`: detection
+            where people are few and clearly visible, density elsewhere), ``density`` or
+            ``detect``; each CSV row then says how it was counted (``method`` column) and the
+            summary has a ``counting`` section. None (the library default): density, without
+            the ``method`` column. ``streamcount count`` passes ``auto`` unless told otherwise.
 
     Raises:
         UserError: bad input, regions file, model or backend (one-line message).
@@ -255,6 +262,13 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
         loaded = load_model(model_path)  # once: the file may be replaced while we run
         card = loaded[1]
     multiple = card.input_multiple
+    if counting is not None and counting not in COUNTING_METHODS:
+        raise InputError(f"unknown counting method '{counting}' "
+                         f"(choose from {', '.join(COUNTING_METHODS)})")
+    if card.task != "density":
+        raise ModelError(f"model '{card.name}' is a {card.task} model; --model takes a density "
+                         f"model (use --counting detect to count by detection)")
+    counter = MethodCounter(counting, threads=threads) if counting else None
 
     def to_model_input(image: np.ndarray) -> np.ndarray:
         return prepare_frame(image, plan_input_size(image.shape[0], image.shape[1],
@@ -265,7 +279,8 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
     info = source.info
     names = (*[r.name for r in region_list], "all")
     stop = threading.Event()
-    run = _Run(source, names, region_list, card, out, annotate=annotate, plot=plot)
+    run = _Run(source, names, region_list, card, out, annotate=annotate, plot=plot,
+               counter=counter)
     run.model_path = model_path
     interrupted = False
     error: str | None = None
@@ -336,7 +351,8 @@ class _Run:
     """State of one counting run: counters per input size, sinks, statistics."""
 
     def __init__(self, source: MediaSource, names: Sequence[str], regions: Sequence[Region],
-                 card: ModelCard, out: Path, *, annotate: bool, plot: bool) -> None:
+                 card: ModelCard, out: Path, *, annotate: bool, plot: bool,
+                 counter: MethodCounter | None = None) -> None:
         self.source = source
         self.names = tuple(names)
         self.regions = tuple(regions)
@@ -349,9 +365,12 @@ class _Run:
         self._counters: dict[tuple[int, int], RegionCounter] = {}
         self._annotate = annotate
         self._video: AnnotatedVideoSink | None = None
+        self.method_counter = counter
+        self.methods: dict[str, int] = {}
         out.mkdir(parents=True, exist_ok=True)
         with_file = source.info.kind is MediaKind.FOLDER
-        self.csv = CsvSink(out / CSV_NAME, self.names, with_file=with_file)
+        self.csv = CsvSink(out / CSV_NAME, self.names, with_file=with_file,
+                           with_method=counter is not None)
         self.summary = SummaryBuilder(self.names)
         self.plot = CountsPlot(out / PLOT_NAME, self.names, title=source.info.name) if plot else None
 
@@ -366,10 +385,19 @@ class _Run:
         densities = self.backend.infer(batch.array())
         counter = self.counter(batch.size)
         self.input_sizes[batch.size] = self.input_sizes.get(batch.size, 0) + len(batch.frames)
-        for frame, density in zip(batch.frames, densities, strict=True):
+        methods: list[str | None] = [None] * len(batch.frames)
+        maps = densities
+        if self.method_counter is not None:  # detect / hybrid: count maps replace densities
+            results = self.method_counter.count([f.image for f in batch.frames], densities)
+            maps = np.stack([r.count_map for r in results])
+            methods = [r.method for r in results]
+            for m in methods:
+                self.methods[m] = self.methods.get(m, 0) + 1
+        for frame, density, count_map, method in zip(batch.frames, densities, maps, methods,
+                                                     strict=True):
             counts = RegionCounts(camera=frame.camera, index=frame.index, pts_s=frame.pts_s,
-                                  wall_ts=frame.wall_ts, counts=counter.count(density),
-                                  file=frame.file)
+                                  wall_ts=frame.wall_ts, counts=counter.count(count_map),
+                                  file=frame.file, method=method)
             self.csv.write(counts)
             self.summary.add(counts)
             if self.plot is not None:
@@ -433,5 +461,7 @@ class _Run:
             error=error,
             outputs=outputs,
         )
+        if self.method_counter is not None:
+            doc["counting"] = {**self.method_counter.describe(), "methods": dict(self.methods)}
         write_json_atomic(self.out / SUMMARY_NAME, doc)
         return doc

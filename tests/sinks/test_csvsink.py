@@ -49,3 +49,14 @@ def test_rows_are_visible_before_close(tmp_path: Path) -> None:
     assert path.read_text().splitlines()[-1] == "0,0.000,all,1.000"
     sink.close()
     sink.close()  # idempotent
+
+
+def test_method_column_follows_count(tmp_path: Path) -> None:
+    sink = CsvSink(tmp_path / "c.csv", ["all"], with_file=True, with_method=True)
+    sink.write(RegionCounts(camera="cam", index=0, pts_s=0.0, wall_ts=0.0, counts={"all": 3.0},
+                            file="a.png", method="detect"))
+    sink.write(counts(1, {"all": 2.5}, file="b.png"))  # method not recorded: empty
+    sink.close()
+    assert (tmp_path / "c.csv").read_text().splitlines() == [
+        "frame,time_s,region,count,method,file", "0,0.000,all,3.000,detect,a.png",
+        "1,0.040,all,2.500,,b.png"]
