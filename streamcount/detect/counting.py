@@ -22,8 +22,9 @@ class MethodCounter:
         method: ``auto`` (hybrid rule), ``density`` or ``detect``.
         detector: the person detector (created on first use when None and needed).
         rule: the hybrid rule's thresholds.
-        backend: backend of the detector when it is created here (fp32 ONNX Runtime: about
-            12 ms per frame on one core at 416x416).
+        backend: backend of the detector when it is created here (default ``"float"``: fp32
+            OpenVINO, else ONNX Runtime, else PyTorch; see :data:`~streamcount.detect.detector
+            .FLOAT_BACKENDS`).
         threads: its inference threads.
 
     Example:
@@ -33,7 +34,7 @@ class MethodCounter:
     """
 
     def __init__(self, method: str = DEFAULT_COUNTING, detector: Detector | None = None,
-                 rule: HybridRule | None = None, backend: str = "onnx",
+                 rule: HybridRule | None = None, backend: str = "float",
                  threads: int | None = None) -> None:
         if method not in COUNTING_METHODS:
             raise ValueError(f"unknown counting method {method!r} "

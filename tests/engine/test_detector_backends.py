@@ -53,3 +53,12 @@ def test_detector_finds_the_walkers(frame: np.ndarray, cache: ArtefactCache) -> 
 def test_detector_refuses_a_density_model(model_file: Path) -> None:
     with pytest.raises(ModelError, match="not a detector"):
         Detector(model_file, backend="torch")
+
+
+@pytest.mark.slow
+def test_float_backend_is_the_first_that_loads(frame: np.ndarray, cache: ArtefactCache) -> None:
+    det = Detector(threads=1)
+    assert det.backend.name == "openvino"  # installed in the dev extras
+    ref = Detector(backend="torch", threads=1)
+    a, b = det.detect([frame])[0], ref.detect([frame])[0]
+    assert len(a) == len(b) and np.allclose(a.boxes, b.boxes, atol=0.5)
