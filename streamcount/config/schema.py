@@ -14,6 +14,7 @@ report the full key path (``cameras[0].regions[1].polygon``) rather than the mod
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -94,9 +95,16 @@ class AlertRule(_Model):
 
     level: str = Field(min_length=1, pattern=NAME_PATTERN,
                        description="level name, e.g. warning or critical")
-    above: float = Field(description="enter when the smoothed count is above this")
+    above: float | None = Field(None, description="enter when the smoothed count is above "
+                                                  "this (or give above_density)")
+    above_density: float | None = Field(
+        None, gt=0, description="enter when the density (people/m²) is above this; the "
+                                "region needs area_m2 or ground")
     for_s: float = Field(0, ge=0, description="... continuously for this long (s)")
     below: float | None = Field(None, description="leave when below this (default: above)")
+    below_density: float | None = Field(None, ge=0, description="leave when the density is "
+                                                                "below this (default: "
+                                                                "above_density)")
     clear_s: float = Field(0, ge=0, description="... continuously for this long (s)")
     cooldown_s: float | None = Field(None, ge=0,
                                      description="minimum time between two entries (s)")
@@ -112,6 +120,21 @@ class AlertRule(_Model):
 
     @model_validator(mode="after")
     def _hysteresis(self) -> AlertRule:
+        if (self.above is None) == (self.above_density is None):
+            raise field_error("above", "give exactly one of above (people) and above_density "
+                                       "(people/m²)")
+        if self.above_density is not None:
+            if self.below is not None:
+                raise field_error("below", "a density rule leaves by below_density")
+            if self.below_density is None:
+                self.below_density = self.above_density
+            elif self.below_density > self.above_density:
+                raise field_error("below_density", f"below_density ({self.below_density:g}) "
+                                                   f"must not exceed above_density "
+                                                   f"({self.above_density:g})")
+            return self
+        if self.below_density is not None:
+            raise field_error("below_density", "below_density needs above_density")
         if self.below is None:
             self.below = self.above
         elif self.below > self.above:
@@ -122,7 +145,50 @@ class AlertRule(_Model):
     @property
     def exit_below(self) -> float:
         """The leave threshold (``below``, defaulting to ``above``)."""
+        assert self.above is not None, "a density rule must be resolved to counts first"
         return self.above if self.below is None else self.below
+
+    def in_counts(self, area_m2: float | None) -> AlertRule:
+        """This rule with count thresholds: a density rule's thresholds times the region's
+        floor area (``area_m2``; required for a density rule)."""
+        if self.above_density is None:
+            return self
+        if area_m2 is None:
+            raise ValueError(f"alert '{self.level}' uses density but the region has no area")
+        below = self.below_density if self.below_density is not None else self.above_density
+        return self.model_copy(update={"above": self.above_density * area_m2,
+                                       "below": below * area_m2})
+
+
+class GroundCalibration(_Model):
+    """Four points on the floor (image coordinates like the polygon's) and where they
+    are on the floor in metres: ``metres`` gives each point's (x, y), or ``rectangle_m`` says
+    the points are the corners of a width x depth rectangle, in order."""
+
+    image: list[tuple[float, float]] = Field(min_length=4, max_length=4)
+    metres: list[tuple[float, float]] | None = Field(None, min_length=4, max_length=4)
+    rectangle_m: tuple[float, float] | None = Field(
+        None, description="(width, depth) of the rectangle the four image points outline")
+
+    @model_validator(mode="after")
+    def _check(self) -> GroundCalibration:
+        if (self.metres is None) == (self.rectangle_m is None):
+            raise field_error("metres", "give exactly one of metres and rectangle_m")
+        if self.rectangle_m is not None:
+            w, d = self.rectangle_m
+            if not (w > 0 and d > 0 and math.isfinite(w) and math.isfinite(d)):
+                raise field_error("rectangle_m", f"width and depth must be positive metres, "
+                                                 f"got {w:g} x {d:g}")
+        return self
+
+    @property
+    def floor_points(self) -> list[tuple[float, float]]:
+        """The four floor points in metres."""
+        if self.metres is not None:
+            return list(self.metres)
+        assert self.rectangle_m is not None
+        w, d = self.rectangle_m
+        return [(0.0, 0.0), (w, 0.0), (w, d), (0.0, d)]
 
 
 class RegionConfig(RegionSpec):
@@ -132,17 +198,74 @@ class RegionConfig(RegionSpec):
 
     alerts: list[AlertRule] = Field(default_factory=list)
     smoothing: SmoothingConfig | None = None
+    area_m2: float | None = Field(None, description="the region's real floor area (m²): "
+                                                    "enables density and LoS")
+    ground: GroundCalibration | None = Field(
+        None, description="four floor points with metric positions: the floor area of the "
+                          "polygon from their homography (instead of area_m2)")
+    los: Literal["walkway", "queue"] = Field(
+        "walkway", description="LoS table: walkway (Fruin 1971) or queue (HCM queuing)")
 
     @model_validator(mode="after")
     def _check(self) -> RegionConfig:
         problem = polygon_problem(self)
         if problem:
             raise field_error(*problem)
+        area = self._check_area()
         for i, msg in duplicates([r.level for r in self.alerts], "alert level"):
             raise field_error(f"alerts[{i}].level", msg)
-        for i, msg in duplicates([r.above for r in self.alerts], "alert threshold"):
-            raise field_error(f"alerts[{i}].above", msg)
+        for i, rule in enumerate(self.alerts):
+            if rule.above_density is not None and area is None:
+                raise field_error(f"alerts[{i}].above_density",
+                                  "a density alert needs the region's area_m2 or ground")
+        thresholds = [r.in_counts(area).above for r in self.alerts]
+        for i, msg in duplicates(thresholds, "alert threshold"):
+            key = "above" if self.alerts[i].above is not None else "above_density"
+            raise field_error(f"alerts[{i}].{key}", msg)
         return self
+
+    def _check_area(self) -> float | None:
+        from streamcount.pipeline.density import check_area
+        if self.area_m2 is not None and self.ground is not None:
+            raise field_error("ground", "give area_m2 or ground, not both")
+        if self.area_m2 is not None:
+            problem = check_area(self.area_m2)
+            if problem:
+                raise field_error("area_m2", problem)
+            return self.area_m2
+        if self.ground is None:
+            return None
+        area = self.floor_area()
+        problem = check_area(area) if area is not None else None
+        if problem:
+            raise field_error("ground", f"the polygon's floor area from the ground points: "
+                                        f"{problem}")
+        return area
+
+    def floor_area(self) -> float | None:
+        """The region's floor area in m² (``area_m2``, or from ``ground``); None without
+        either.
+
+        Raises:
+            PydanticCustomError: (as a field error of ``ground``) the ground points give no
+                usable homography for this polygon.
+        """
+        if self.area_m2 is not None or self.ground is None:
+            return self.area_m2
+        from streamcount.pipeline.density import CalibrationError, ground_area, homography
+        from streamcount.pipeline.regions import regions_from_specs
+        image = list(self.ground.image)
+        if self.reference_size is not None:  # pixels, like the polygon
+            rw, rh = self.reference_size
+            image = [(x / rw, y / rh) for x, y in image]
+        try:
+            H = homography(image, self.ground.floor_points)
+            poly = regions_from_specs([RegionSpec(name=self.name, polygon=self.polygon,
+                                                  reference_size=self.reference_size)],
+                                      "ground")[0].polygon
+            return ground_area(H, poly)
+        except CalibrationError as e:
+            raise field_error("ground", str(e)) from None
 
 
 def polygon_problem(spec: RegionSpec) -> tuple[str, str] | None:
@@ -237,6 +360,28 @@ class MqttConfig(_Model):
     def effective_spool_dir(self) -> str:
         """``spool_dir`` or the default one."""
         return self.spool_dir or default_spool_dir()
+
+
+class HomeAssistantConfig(_Model):
+    """Home Assistant MQTT discovery (needs ``mqtt``): a sensor per region, a binary sensor per
+    alert rule, a device per camera (see :mod:`streamcount.sinks.homeassistant`)."""
+
+    discovery_prefix: str = Field("homeassistant", min_length=1, pattern=r"^[^#+]+$",
+                                  description="Home Assistant's discovery prefix")
+    birth_topic: str | None = Field(None, description="Home Assistant's birth message topic; "
+                                                      "the configs are re-published when it "
+                                                      "says online (default "
+                                                      "<discovery_prefix>/status)")
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @property
+    def effective_birth_topic(self) -> str:
+        """``birth_topic`` or ``<discovery_prefix>/status``."""
+        return self.birth_topic or f"{self.discovery_prefix}/status"
 
 
 class HttpConfig(_Model):
@@ -399,6 +544,7 @@ class ServiceConfig(_Model):
     """The whole service config file."""
 
     mqtt: MqttConfig | None = None
+    homeassistant: HomeAssistantConfig | None = None
     http: HttpConfig = Field(default_factory=HttpConfig)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
@@ -411,6 +557,9 @@ class ServiceConfig(_Model):
     def _unique(self) -> ServiceConfig:
         for i, msg in duplicates([c.name for c in self.cameras], "camera name"):
             raise field_error(f"cameras[{i}].name", msg)
+        if self.homeassistant is not None and self.mqtt is None:
+            raise field_error("homeassistant", "Home Assistant discovery needs the mqtt "
+                                               "section")
         return self
 
     # effective per-camera settings -------------------------------------------------------

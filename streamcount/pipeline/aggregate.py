@@ -26,6 +26,7 @@ from typing import Protocol
 
 from streamcount.config.schema import AlertRule, SmoothingConfig
 from streamcount.pipeline.alerts import NORMAL, AlertMachine, EventIds
+from streamcount.pipeline.density import los_letter
 from streamcount.pipeline.messages import AlertEvent, CountState, CountUpdate
 
 
@@ -120,14 +121,29 @@ class RegionAggregator:
         smoothing: the effective smoothing of the region.
         rules: its alert rules.
         ids: shared alert id generator (optional).
+        area_m2: the region's floor area: updates carry ``density`` (people/m²) and its
+            ``los`` letter, and density rules become count rules (thresholds x area).
+        los_table: the LoS table (:data:`~streamcount.pipeline.density.LOS_TABLES`).
     """
 
     def __init__(self, camera: str, region: str, smoothing: SmoothingConfig,
-                 rules: Sequence[AlertRule] = (), ids: EventIds | None = None) -> None:
+                 rules: Sequence[AlertRule] = (), ids: EventIds | None = None,
+                 area_m2: float | None = None, los_table: str = "walkway") -> None:
         self.camera = camera
         self.region = region
+        self.area_m2 = area_m2
+        self.los_table = los_table
         self.smoother = make_smoother(smoothing)
-        self.alerts = AlertMachine(camera, region, rules, ids)
+        self.alerts = AlertMachine(camera, region, [r.in_counts(area_m2) for r in rules], ids)
+
+    def _density(self, count: float | None) -> dict[str, float | str | None]:
+        if self.area_m2 is None:
+            return {}
+        if count is None:
+            return {"area_m2": self.area_m2}
+        density = max(0.0, count) / self.area_m2
+        return {"density": density, "los": los_letter(density, self.los_table),
+                "area_m2": self.area_m2}
 
     def update(self, raw: float | None, ts: float, reason: str | None = None
                ) -> tuple[CountUpdate, list[AlertEvent]]:
@@ -143,13 +159,13 @@ class RegionAggregator:
                                  count=None, state=CountState.UNKNOWN,
                                  reason=reason or ("no count" if raw is None
                                                    else "non-finite count"),
-                                 level=self._level())
+                                 level=self._level(), **self._density(None))
             return update, events
         count = self.smoother.update(float(raw), ts)
         events = self.alerts.update(count, ts)
         update = CountUpdate(camera=self.camera, region=self.region, ts=ts, raw=float(raw),
                              count=count, state=CountState.OK, reason=None,
-                             level=self._level())
+                             level=self._level(), **self._density(count))
         return update, events
 
     def _level(self) -> str | None:

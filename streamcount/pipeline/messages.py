@@ -72,6 +72,23 @@ class CountUpdate:
     state: CountState
     reason: str | None = None
     level: str | None = None  # current alert level, None when normal
+    #: people/m² (the smoothed count over the region's floor area); None when uncalibrated
+    #: or unknown
+    density: float | None = None
+    #: level-of-service letter of ``density`` (A-F), None when there is no density
+    los: str | None = None
+    #: the region's floor area (m²), None when uncalibrated
+    area_m2: float | None = None
+
+
+def region_state(u: CountUpdate) -> dict[str, object]:
+    """A region's entry in the state API: count, raw, state, reason, level, ts, and density,
+    los and area_m2 for a region with a floor area."""
+    out: dict[str, object] = {"count": u.count, "raw": u.raw, "state": u.state.value,
+                              "reason": u.reason, "level": u.level, "ts": u.ts}
+    if u.area_m2 is not None:
+        out.update(density=u.density, los=u.los, area_m2=u.area_m2)
+    return out
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from streamcount.pipeline.aggregate import RegionAggregator
 from streamcount.pipeline.alerts import EventIds
 from streamcount.pipeline.bus import EventBus
 from streamcount.pipeline.messages import (CountState, CountUpdate, Frame, RegionCounts,
-                                           StatsEvent, StatusEvent)
+                                           StatsEvent, StatusEvent, region_state)
 from streamcount.pipeline.regions import ALL, Region, regions_from_specs
 from streamcount.pipeline.scheduler import Scheduler
 from streamcount.sharding import Shard
@@ -64,7 +64,7 @@ FILE_QUEUE = 2
 #: frames a live camera's slot holds
 LIVE_SLOT = 1
 #: config sections a reload cannot change
-RESTART_SECTIONS = ("inference", "mqtt", "http", "sinks")
+RESTART_SECTIONS = ("inference", "mqtt", "homeassistant", "http", "sinks")
 
 
 def create_backend(config: ServiceConfig) -> Backend:
@@ -247,8 +247,11 @@ class Service:
             self.bus.add_sink(self.metrics)
         if cfg.mqtt is not None:
             from streamcount.sinks.mqtt import MqttSink
+            ha = cfg.homeassistant
             self.mqtt = MqttSink(cfg.mqtt, cameras=[c.name for c in self.owned_cameras(cfg)],
-                                 replica=None if self.shard is None else str(self.shard.index))
+                                 replica=None if self.shard is None else str(self.shard.index),
+                                 discovery=self._discovery(cfg),
+                                 birth_topic=ha.effective_birth_topic if ha else None)
             self.bus.add_sink(self.mqtt)
         if cfg.sinks.jsonl:
             from streamcount.sinks.jsonl import JsonlSink
@@ -259,6 +262,15 @@ class Service:
             from streamcount.sinks.csvlive import LiveCsvSink
             self.csv = LiveCsvSink(cfg.sinks.csv_dir)
             self._frame_bus.add_sink(self.csv)
+
+    def _discovery(self, config: ServiceConfig) -> dict[str, str] | None:
+        """Home Assistant discovery configs of the cameras this replica runs (None when
+        ``homeassistant`` is not configured)."""
+        ha, mqtt_cfg = self.config.homeassistant, self.config.mqtt
+        if ha is None or mqtt_cfg is None:
+            return None
+        from streamcount.sinks.homeassistant import discovery_configs
+        return discovery_configs(self.owned_cameras(config), mqtt_cfg.topic_prefix, ha)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop: finish the batch in flight, stop the readers (each camera's status and counts
@@ -294,7 +306,8 @@ class Service:
         regions = regions_from_specs(cam.regions, source=f"camera '{cam.name}'")
         health = StreamHealth.from_config(config.camera_health(cam))
         aggs = {r.name: RegionAggregator(cam.name, r.name, config.region_smoothing(cam, r),
-                                         r.alerts, self._ids) for r in cam.regions}
+                                         r.alerts, self._ids, area_m2=r.floor_area(),
+                                         los_table=r.los) for r in cam.regions}
         aggs[ALL] = RegionAggregator(cam.name, ALL, config.camera_smoothing(cam), (), self._ids)
         return _Pipeline(cam, regions, health, aggs)
 
@@ -402,6 +415,9 @@ class Service:
                 unchanged.append(name)
         # keep the sections that were not applied, take everything else
         self.config = new.model_copy(update={s: getattr(old, s) for s in needs_restart})
+        discovery = self._discovery(self.config)
+        if discovery is not None and self.mqtt is not None:
+            self.mqtt.set_discovery(discovery)  # removed regions and rules are cleared
         self.reloads += 1
         result = ReloadResult(tuple(added), tuple(removed), tuple(restarted),
                               tuple(reconfigured), tuple(unchanged), needs_restart)
@@ -543,9 +559,7 @@ class Service:
             r = camera.reader.stats()
             f = self.scheduler.feed_stats(camera.name) if self.scheduler else None
             with camera.lock:
-                regions = {k: {"count": u.count, "raw": u.raw, "state": u.state.value,
-                               "reason": u.reason, "level": u.level, "ts": u.ts}
-                           for k, u in camera.updates.items()}
+                regions = {k: region_state(u) for k, u in camera.updates.items()}
             out["cameras"][camera.name] = {
                 "source": redact(camera.reader.settings.url),
                 "kind": camera.reader.kind.value,

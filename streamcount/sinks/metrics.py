@@ -34,7 +34,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from streamcount.pipeline.messages import AlertEvent, CountState, CountUpdate
+from streamcount.pipeline.messages import AlertEvent, CountState, CountUpdate, region_state
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +135,22 @@ class _SnapshotCollector(Collector):
         level = GaugeMetricFamily("streamcount_region_alert_level",
                                   "alert level of the region (one-hot; normal and unknown "
                                   "included)", labels=["camera", "region", "level"])
+        density = GaugeMetricFamily("streamcount_region_density", "people per square metre "
+                                    "(smoothed count over the region's floor area; calibrated "
+                                    "regions while known)", labels=["camera", "region"])
+        area = GaugeMetricFamily("streamcount_region_area_square_metres",
+                                 "the region's floor area", labels=["camera", "region"])
+        los = GaugeMetricFamily("streamcount_region_los", "level of service letter of the "
+                                "density (one-hot)", labels=["camera", "region", "los"])
         for cam_name, regions in self._regions().items():
             for region, r in regions.items():
                 labels = [cam_name, region]
+                if r.get("area_m2") is not None:
+                    area.add_metric(labels, float(r["area_m2"]))
+                if r.get("density") is not None:
+                    density.add_metric(labels, float(r["density"]))
+                    for letter in "ABCDEF":
+                        los.add_metric(labels + [letter], 1.0 if r.get("los") == letter else 0.0)
                 if r.get("count") is not None:
                     count.add_metric(labels, float(r["count"]))
                 if r.get("raw") is not None:
@@ -148,6 +161,9 @@ class _SnapshotCollector(Collector):
         yield raw
         yield known
         yield level
+        yield density
+        yield area
+        yield los
 
 
 class MetricsServer:
@@ -221,9 +237,7 @@ class MetricsServer:
         the snapshot)."""
         with self._lock:
             if isinstance(event, CountUpdate):
-                self._regions.setdefault(event.camera, {})[event.region] = {
-                    "count": event.count, "raw": event.raw, "state": event.state.value,
-                    "reason": event.reason, "level": event.level, "ts": event.ts}
+                self._regions.setdefault(event.camera, {})[event.region] = region_state(event)
             elif isinstance(event, AlertEvent):
                 r = self._regions.setdefault(event.camera, {}).setdefault(event.region, {})
                 r["level"] = None if event.level == "normal" else event.level

@@ -4,7 +4,8 @@ Topics (``P`` = ``mqtt.topic_prefix``):
 
 - ``P/available``: ``online`` / ``offline``, retained, QoS 1 (birth message and last will).
 - ``P/<camera>/status``: ``{state, reason, fps, ts}``, retained, ``qos_status``.
-- ``P/<camera>/<region>/count``: ``{count, raw, state, level, reason, ts}``, retained,
+- ``P/<camera>/<region>/count``: ``{count, raw, state, level, reason, ts}`` (plus
+  ``density`` in people/m², ``los`` and ``area_m2`` for a region with a floor area), retained,
   ``qos_count``; on change (count rounded to 0.1, state or level) and at least every
   ``count_interval_s``.
 - ``P/<camera>/<region>/alert``: ``{id, camera, region, level, previous, count, threshold,
@@ -88,8 +89,11 @@ def alert_payload(e: AlertEvent) -> dict[str, Any]:
 def count_payload(u: CountUpdate) -> dict[str, Any]:
     """The JSON object published for a region count."""
     state = u.state.value if isinstance(u.state, CountState) else str(u.state)
-    return {"count": _round(u.count), "raw": _round(u.raw), "state": state,
-            "level": u.level or "normal", "reason": u.reason, "ts": u.ts}
+    out = {"count": _round(u.count), "raw": _round(u.raw), "state": state,
+           "level": u.level or "normal", "reason": u.reason, "ts": u.ts}
+    if u.area_m2 is not None:  # a calibrated region: people/m² and the LoS letter
+        out.update(density=_round(u.density, 3), los=u.los, area_m2=_round(u.area_m2))
+    return out
 
 
 def status_payload(s: StatusEvent) -> dict[str, Any]:
@@ -110,6 +114,10 @@ class MqttSink:
         reconnect_delay_s: (first, max) delay between reconnect attempts (doubling).
         replica: the shard index of a sharded replica: per-replica availability and stats
             topics, client id and spool directory (see the module docstring).
+        discovery: Home Assistant discovery configs (``{topic: payload}``, see
+            :mod:`streamcount.sinks.homeassistant`), published retained at every connect and
+            whenever a message ``online`` arrives on ``birth_topic``.
+        birth_topic: Home Assistant's birth message topic.
 
     Raises:
         streamcount.sinks.spool.SpoolError: the spool directory is unusable or in use.
@@ -118,8 +126,13 @@ class MqttSink:
     def __init__(self, cfg: MqttConfig, *, cameras: Sequence[str] = (), name: str = "mqtt",
                  close_timeout_s: float = 2.0,
                  reconnect_delay_s: tuple[float, float] = (1.0, 30.0),
-                 replica: str | None = None) -> None:
+                 replica: str | None = None, discovery: dict[str, str] | None = None,
+                 birth_topic: str | None = None) -> None:
         self.cfg = cfg
+        self._discovery: dict[str, str] = dict(discovery or {})
+        self._cleared: set[str] = set()  # removed configs still to clear on the broker
+        self.birth_topic = birth_topic
+        self.discovery_publications = 0
         self.replica = replica
         self.name = name
         self.prefix = cfg.topic_prefix
@@ -175,6 +188,7 @@ class MqttSink:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
+        c.on_message = self._on_message
         return c
 
     def topic(self, *parts: str) -> str:
@@ -216,9 +230,47 @@ class MqttSink:
             retained = list(self._retained.values())
         for r in retained:
             client.publish(r.topic, r.payload, qos=r.qos, retain=True)
+        if self.birth_topic:
+            client.subscribe(self.birth_topic, qos=1)
+        self._publish_discovery(client)
         with self._cond:
             self._connected = True
             self._cond.notify_all()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == self.birth_topic and bytes(msg.payload).strip() == ONLINE.encode():
+            log.info("Home Assistant is online (%s): re-publishing discovery", msg.topic)
+            self._publish_discovery(client)
+
+    def _publish_clears(self, client: mqtt.Client) -> None:
+        with self._cond:
+            cleared, self._cleared = self._cleared, set()
+        for topic in sorted(cleared):
+            client.publish(topic, b"", qos=1, retain=True)
+
+    def _publish_discovery(self, client: mqtt.Client) -> None:
+        self._publish_clears(client)
+        with self._cond:
+            configs = list(self._discovery.items())
+        for topic, payload in configs:
+            client.publish(topic, payload, qos=1, retain=True)
+        if configs:
+            self.discovery_publications += 1
+
+    def set_discovery(self, configs: dict[str, str]) -> None:
+        """Replace the discovery configs (a reload): publish new and changed ones, clear the
+        removed ones with an empty retained payload."""
+        with self._cond:
+            old, self._discovery = self._discovery, dict(configs)
+            self._cleared |= old.keys() - configs.keys()
+            self._cleared -= configs.keys()
+            connected = self._connected
+        if not connected:
+            return  # the next connect publishes the new set and clears the removed ones
+        self._publish_clears(self._client)
+        for topic, payload in configs.items():
+            if old.get(topic) != payload:
+                self._client.publish(topic, payload, qos=1, retain=True)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,
                        reason: Any, properties: Any) -> None:

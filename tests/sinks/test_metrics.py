@@ -141,3 +141,20 @@ def test_shutdown_releases_the_port(server: tuple[MetricsServer, State]) -> None
     m.close()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))  # free again
+
+
+def test_density_metrics_and_state(server: tuple[MetricsServer, State]) -> None:
+    m, _ = server
+    m.handle(CountUpdate("gate", "plaza", 3.0, raw=24.0, count=25.0, state=CountState.OK,
+                         density=2.5, los="F", area_m2=10.0))
+    m.handle(CountUpdate("gate", "queue", 3.0, raw=2.0, count=2.0, state=CountState.OK))
+    text = get(m, "/metrics")[1].decode()
+    for line in ('streamcount_region_density{camera="gate",region="plaza"} 2.5',
+                 'streamcount_region_area_square_metres{camera="gate",region="plaza"} 10.0',
+                 'streamcount_region_los{camera="gate",los="F",region="plaza"} 1.0',
+                 'streamcount_region_los{camera="gate",los="E",region="plaza"} 0.0'):
+        assert line in text, line
+    assert 'streamcount_region_density{camera="gate",region="queue"}' not in text
+    regions = json.loads(get(m, "/api/state")[1])["cameras"]["gate"]["regions"]
+    assert (regions["plaza"]["density"], regions["plaza"]["los"]) == (2.5, "F")
+    assert "density" not in regions["queue"]
