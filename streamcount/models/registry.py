@@ -10,6 +10,7 @@ from torch import nn
 from streamcount.errors import ModelError
 from streamcount.models.bl import BLVGG19
 from streamcount.models.csrnet import CSRNet, CSRNetStudent
+from streamcount.models.dual import DualDensity
 from streamcount.models.mcnn import MCNN
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -56,6 +57,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         _rgb("csrnet_1_3", lambda: CSRNetStudent(3), "1/3-CSRNet SKT student, 1.81 M params"),
         _rgb("csrnet_1_4", lambda: CSRNetStudent(4), "1/4-CSRNet SKT student, 1.02 M params"),
         _rgb("csrnet_1_5", lambda: CSRNetStudent(5), "1/5-CSRNet SKT student, 0.65 M params"),
+        _rgb("csrnet_1_4_dual", DualDensity, "sparse + dense 1/4-CSRNet SKT students blended "
+             "by local density, 2.04 M params"),
         _rgb("bl_vgg19", lambda: BLVGG19(1), "Bayesian-Loss VGG-19 teacher, 21.50 M params"),
         _rgb("bl_vgg19_1_4", lambda: BLVGG19(4), "1/4-BL SKT student, 1.35 M params"),
         ArchSpec("mcnn", MCNN, "gray", (0.0,), (1.0,), 1.0, 4,

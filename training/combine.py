@@ -1,0 +1,151 @@
+"""Combine a sparse-scene and a dense-scene student into one ``csrnet_1_4_dual`` model.
+
+``python -m training.combine --sparse B.pt --dense A.pt --data ROOT --out FILE
+[--name default] [--metrics RESULT.json ...]``
+
+The blend thresholds ``lo``/``hi`` of :class:`streamcount.models.dual.DualDensity` are fitted on
+the validation hold-outs recorded in the two training checkpoints (images of the *train* splits
+that neither student was trained on; test splits are never used): every pair on a log grid is
+scored by the sum of the two hold-outs' relative MAE (MAE / mean count), so the sparse and the
+dense set weigh alike whatever their crowd sizes. Frames are sized by streamcount's default input
+policy (``--max-side``), as users run the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from streamcount.engine.preprocess import DEFAULT_MAX_SIDE, plan_input_size, prepare_frame
+from streamcount.engine.torch_cpu import TorchBackend
+from streamcount.errors import UserError
+from streamcount.models.card import ModelCard
+from streamcount.models.dual import DualDensity, blend_weight
+from streamcount.models.weights import save_model
+from training.checkpointing import load_checkpoint
+from training.datasets import load_items
+from training.evaluate import load_any
+from training.export import DEFAULT_LICENCE, metric_from_result
+
+log = logging.getLogger(__name__)
+
+#: candidate ``lo`` values (people per output cell) and ``hi / lo`` ratios
+LO_GRID = tuple(float(v) for v in np.geomspace(0.005, 0.5, 25))
+RATIOS = (1.5, 2.0, 3.0, 5.0)
+
+
+def holdout_items(checkpoint: str, data: str, dataset: str = "shanghaitech") -> list:
+    """The validation images recorded in a training checkpoint."""
+    ck = load_checkpoint(checkpoint)
+    val = set(ck["split"]["val"])
+    split = ck["config"]["data"]["train_split"]
+    items = [it for it in load_items(dataset, data, split) if it.image_id in val]
+    if not items:
+        raise UserError(f"{checkpoint}: no validation images recorded")
+    return items
+
+
+def density_maps(ref: str, items: list, max_side: int | None) -> list[np.ndarray]:
+    """fp32 density maps of a model on images, through streamcount's inference path."""
+    net, card, _ = load_any(ref)
+    backend = TorchBackend(net, card)
+    out = []
+    for it in items:
+        img = cv2.imread(str(it.image_path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise UserError(f"{it.image_path}: unreadable image")
+        h, w = plan_input_size(img.shape[0], img.shape[1], max_side, card.input_multiple)
+        out.append(backend.infer(prepare_frame(img, (h, w))[None])[0])
+    return out
+
+
+def blended_counts(sparse: list[np.ndarray], dense: list[np.ndarray], lo: float,
+                   hi: float) -> np.ndarray:
+    """Counts of the blended maps (the same rule as the model's graph)."""
+    counts = []
+    for s, d in zip(sparse, dense, strict=True):
+        ts, td = torch.from_numpy(s)[None, None], torch.from_numpy(d)[None, None]
+        m = blend_weight(ts, lo, hi)
+        counts.append(float((ts + m * (td - ts)).sum()))
+    return np.asarray(counts)
+
+
+def fit_thresholds(sets: list[tuple[list[np.ndarray], list[np.ndarray], np.ndarray]]
+                   ) -> tuple[float, float, list[dict[str, Any]]]:
+    """(lo, hi, table) minimising the sum over ``sets`` of MAE / mean true count."""
+    table = []
+    for lo in LO_GRID:
+        for r in RATIOS:
+            score, parts = 0.0, []
+            for sparse, dense, truth in sets:
+                mae = float(np.abs(blended_counts(sparse, dense, lo, lo * r) - truth).mean())
+                parts.append(mae)
+                score += mae / max(float(truth.mean()), 1.0)
+            table.append({"lo": lo, "hi": lo * r, "score": score, "mae": parts})
+    best = min(table, key=lambda row: row["score"])
+    return best["lo"], best["hi"], table
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.combine",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--sparse", required=True, help="sparse-scene student checkpoint (.pt)")
+    ap.add_argument("--dense", required=True, help="dense-scene student checkpoint (.pt)")
+    ap.add_argument("--data", required=True, help="dataset root (ShanghaiTech)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--name", default="default")
+    ap.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE)
+    ap.add_argument("--metrics", nargs="*", default=[], help="training.evaluate JSON results")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        sets, names = [], []
+        for ref in (args.sparse, args.dense):
+            items = holdout_items(ref, args.data)
+            truth = np.asarray([it.count for it in items], dtype=np.float64)
+            sets.append((density_maps(args.sparse, items, args.max_side),
+                         density_maps(args.dense, items, args.max_side), truth))
+            names.append(f"{len(items)} held-out images of "
+                         f"{load_checkpoint(ref)['config']['data']['train_split']}")
+        lo, hi, table = fit_thresholds(sets)
+        best = min(table, key=lambda row: row["score"])
+        log.info("fitted lo %.4f hi %.4f: hold-out MAE %s", lo, hi,
+                 ", ".join(f"{m:.2f}" for m in best["mae"]))
+        model = DualDensity()
+        s_net, _, _ = load_any(args.sparse)
+        d_net, _, _ = load_any(args.dense)
+        model.sparse.load_state_dict(s_net.state_dict())
+        model.dense.load_state_dict(d_net.state_dict())
+        model.lo.fill_(lo)
+        model.hi.fill_(hi)
+        metrics = [metric_from_result(json.loads(Path(m).read_text())) for m in args.metrics]
+        card = ModelCard.for_arch(
+            "csrnet_1_4_dual", args.name,
+            training_data="ShanghaiTech part B train (sparse student) and part A train (dense "
+                          "student), each minus its validation hold-out",
+            recipe="two SKT students (configs/train/cpu_skt_shb_ft.yaml, cpu_skt_sha.yaml) "
+                   f"blended by local density; lo/hi fitted on {' and '.join(names)}",
+            licence=DEFAULT_LICENCE, source="training.combine", metrics=tuple(metrics),
+            extra={"sparse": Path(args.sparse).name, "dense": Path(args.dense).name,
+                   "lo": lo, "hi": hi, "window_cells": 5,
+                   "holdout_mae": dict(zip(["sparse_set", "dense_set"], best["mae"],
+                                           strict=True))})
+        save_model(args.out, model.eval(), card)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: lo {lo:.4f} hi {hi:.4f}; hold-out MAE "
+          + ", ".join(f"{m:.2f}" for m in best["mae"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
