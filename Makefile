@@ -15,7 +15,7 @@ COUNT_ARGS ?= --annotate --plot
 APT_RUN := ffmpeg opencv-doc
 APT_TEST := ffmpeg opencv-doc mosquitto python3-gi gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	gstreamer1.0-plugins-ugly gstreamer1.0-libav openssl docker-compose
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav openssl docker-compose chromium
 
 .PHONY: run test install install-dev apt-run apt-test clean
 

@@ -88,13 +88,8 @@ class _Signals:
 
 
 def _reload(service: Any, path: str) -> None:
-    try:
-        new = load_config(path)
-    except UserError as e:
-        log.error("config reload failed; keeping the running config: %s", e)
-        return
-    try:
-        result = service.reload(new)
+    try:  # the same path as the console's region editor after a save
+        result = service.reload_from_file()
     except UserError as e:
         log.error("config reload failed; keeping the running config: %s", e)
         return

@@ -1,10 +1,10 @@
 """Credential redaction for anything shown to a user or written to a log.
 
 ``redact`` masks the user-info part of every URL in a text (``rtsp://user:pw@host`` ->
-``rtsp://***@host``) and secret-looking query parameters (``?password=...``, ``token``,
-``key``...). :class:`RedactingFilter` applies it to log records; :func:`install_log_redaction`
-puts it on the root logger's handlers (the CLI and the service call it after configuring
-logging).
+``rtsp://***@host``), secret-looking query parameters (``?password=...``, ``token``,
+``key``..., also in a bare HTTP request line) and ``Bearer``/``Basic`` credentials.
+:class:`RedactingFilter` applies it to log records; :func:`install_log_redaction` puts it on
+the root logger's handlers (the CLI and the service call it after configuring logging).
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ _USERINFO_RE = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*(?:@
 _SECRET_QUERY_RE = re.compile(
     r"(?i)([?&](?:password|passwd|pass|pwd|token|access_token|key|secret|auth)=)[^&#\s]*")
 
+# an HTTP Authorization value
+_AUTH_HEADER_RE = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{6,}")
+
 MASK = "***"
 
 
@@ -28,10 +31,13 @@ def redact(text: str) -> str:
         >>> redact("open rtsp://admin:s3cret@10.0.0.5:554/ch1 failed")
         'open rtsp://***@10.0.0.5:554/ch1 failed'
     """
-    if "://" not in text:
-        return text
-    text = _USERINFO_RE.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
-    return _SECRET_QUERY_RE.sub(rf"\g<1>{MASK}", text)
+    if "://" in text:
+        text = _USERINFO_RE.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
+    if "=" in text:  # also in a bare request line: GET /?token=... HTTP/1.1
+        text = _SECRET_QUERY_RE.sub(rf"\g<1>{MASK}", text)
+    if "earer " in text or "asic " in text:
+        text = _AUTH_HEADER_RE.sub(rf"\g<1> {MASK}", text)
+    return text
 
 
 class RedactingFilter(logging.Filter):

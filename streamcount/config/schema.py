@@ -385,11 +385,38 @@ class HomeAssistantConfig(_Model):
 
 
 class HttpConfig(_Model):
-    """The HTTP endpoint (Prometheus ``/metrics``, ``/health``, ``/stats``)."""
+    """The HTTP endpoint (Prometheus ``/metrics``, ``/health``, ``/stats``, the operator
+    console at ``/``). Loopback only by default; with ``token`` (bearer) or
+    ``username``/``password`` (basic) every request must authenticate."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    console: bool = Field(True, description="serve the operator console (dashboard, region "
+                                            "editor) at /")
+    config_edit: bool = Field(True, description="let the region editor save to the config "
+                                                "file (when writable) and reload")
+    token: str | None = Field(None, repr=False, description="bearer token for every request "
+                                                            "(browsers: open /?token=...)")
+    username: str | None = Field(None, description="basic auth user (with password)")
+    password: str | None = Field(None, repr=False, description="basic auth password")
+
+    @field_validator("token", "username", "password")
+    @classmethod
+    def _empty_is_none(cls, v: str | None) -> str | None:
+        return v or None  # ${TOKEN:-} unset: no auth
+
+    @model_validator(mode="after")
+    def _pair(self) -> HttpConfig:
+        if (self.username is None) != (self.password is None):
+            raise field_error("password" if self.password is None else "username",
+                              "basic auth needs both username and password")
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether requests must authenticate."""
+        return self.token is not None or self.username is not None
 
 
 class InferenceConfig(_Model):

@@ -109,6 +109,7 @@ class _Item:
 CountsCallback = Callable[[RegionCounts, Frame], None]
 UnhealthyCallback = Callable[[str, Frame, str], None]
 BatchCallback = Callable[[float, int], None]
+DensityCallback = Callable[[str, Frame, np.ndarray], None]
 
 
 class Scheduler:
@@ -120,6 +121,8 @@ class Scheduler:
         on_unhealthy: called with ``(camera, frame, reason)`` for a frame that failed its
             health check (no inference was run).
         on_batch: called with ``(latency_s, batch_size)`` after every ``infer``.
+        on_density: called with ``(camera, frame, density)`` for each processed frame before
+            ``on_counts`` (the operator console keeps the latest one per camera).
         max_batch: frames per ``infer`` call.
         max_wait_ms: how long a ready frame may wait for others to fill a batch.
         clock, wall: monotonic and wall clocks (injectable for tests).
@@ -127,7 +130,8 @@ class Scheduler:
 
     def __init__(self, backend: Backend, on_counts: CountsCallback, *,
                  on_unhealthy: UnhealthyCallback | None = None,
-                 on_batch: BatchCallback | None = None, max_batch: int = 4,
+                 on_batch: BatchCallback | None = None,
+                 on_density: DensityCallback | None = None, max_batch: int = 4,
                  max_wait_ms: float = 20.0, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         if max_batch < 1:
@@ -136,6 +140,7 @@ class Scheduler:
         self._on_counts = on_counts
         self._on_unhealthy = on_unhealthy
         self._on_batch = on_batch
+        self._on_density = on_density
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self._clock = clock
@@ -339,8 +344,11 @@ class Scheduler:
             counter = feed.counters.get(size)
             if counter is None:
                 counter = feed.counters[size] = RegionCounter(feed.regions, size, stride)
-            counts = counter.count(np.asarray(density, dtype=np.float32))
+            density = np.asarray(density, dtype=np.float32)
+            counts = counter.count(density)
             frame = it.frame
+            if self._on_density is not None:
+                self._call(self._on_density, feed.name, frame, density)
             feed.processed += 1
             feed.rate.tick(now)
             feed.ages.append(max(0.0, wall - frame.wall_ts))

@@ -171,6 +171,8 @@ class Service:
         self.bus = EventBus()
         self._frame_bus = EventBus()
         self.metrics: Any = None
+        self.console_state: Any = None  # the operator console's frames, history, alerts
+        self._reload_lock = threading.Lock()
         self.mqtt: Any = None
         self.csv: Any = None
         self.scheduler: Scheduler | None = None
@@ -214,7 +216,8 @@ class Service:
         self._backend = backend
         self.scheduler = Scheduler(
             backend, self._on_counts, on_unhealthy=self._on_unhealthy,
-            on_batch=self._on_batch, max_batch=self.config.inference.max_batch,
+            on_batch=self._on_batch, on_density=self._on_density,
+            max_batch=self.config.inference.max_batch,
             max_wait_ms=self.config.inference.max_wait_ms)
         self._running = True
         self._started_mono = time.monotonic()
@@ -237,8 +240,22 @@ class Service:
 
         cfg = self.config
         if cfg.http.enabled:
+            from streamcount.console.auth import HttpAuth
             from streamcount.sinks.metrics import MetricsServer
-            self.metrics = MetricsServer(self.snapshot, cfg.http.host, cfg.http.port)
+            console = None
+            if cfg.http.console:
+                from streamcount.console.routes import Console
+                from streamcount.console.state import ConsoleState
+                self.console_state = ConsoleState()
+                self.bus.add_sink(self.console_state)
+                console = Console(self, self.console_state, cfg.http.config_edit)
+            auth = HttpAuth(cfg.http.token, cfg.http.username, cfg.http.password)
+            if not auth.enabled and cfg.http.host not in ("127.0.0.1", "localhost", "::1"):
+                log.warning("HTTP on %s:%d without authentication: anyone who can reach it "
+                            "sees the cameras and may edit regions (set http.token or "
+                            "http.username/password)", cfg.http.host, cfg.http.port)
+            self.metrics = MetricsServer(self.snapshot, cfg.http.host, cfg.http.port,
+                                         auth=auth, console=console)
             try:
                 self.metrics.start()
             except OSError as e:
@@ -358,6 +375,8 @@ class Service:
             self.csv.remove_camera(name)
         if self.metrics is not None:
             self.metrics.forget_camera(name)
+        if self.console_state is not None:
+            self.console_state.forget_camera(name)
         log.info("camera %s: removed (%s)", name, reason)
 
     def _reconfigure(self, camera: _Camera, cam: CameraConfig, config: ServiceConfig) -> None:
@@ -378,6 +397,21 @@ class Service:
             if cam.csv:
                 self.csv.add_camera(cam.name, [*(r.name for r in pipe.regions), ALL])
         log.info("camera %s: reconfigured (reader kept)", camera.name)
+
+    def reload_from_file(self) -> ReloadResult:
+        """Re-read the config file the service was started from and apply it: what SIGHUP
+        does (``streamcount run``) and what the region editor does after saving.
+
+        Raises:
+            UserError: no config file, or it does not validate (the running config is kept).
+        """
+        from streamcount.config.loader import load_config
+        from streamcount.errors import UserError
+
+        if self.config_path is None:
+            raise UserError("the service was not started from a config file")
+        with self._reload_lock:
+            return self.reload(load_config(self.config_path))
 
     def reload(self, new: ServiceConfig) -> ReloadResult:
         """Apply a new config: start added cameras, stop removed ones, restart cameras whose
@@ -484,6 +518,11 @@ class Service:
         camera = self._camera(name)
         if camera is not None:
             self._mark_unknown(camera, reason, frame.wall_ts, force=True)
+
+    def _on_density(self, name: str, frame: Frame, density: Any) -> None:
+        """The latest processed frame and density map of a camera (scheduler thread)."""
+        if self.console_state is not None:
+            self.console_state.set_frame(name, frame, density)
 
     def _on_batch(self, latency_s: float, size: int) -> None:
         if self.metrics is not None:

@@ -14,6 +14,11 @@ from the events it receives) and an HTTP server (``http.server.ThreadingHTTPServ
     count and alert level.
 ``/api/state`` (also ``/stats``)
     JSON of everything above, from the service's snapshot.
+``/``, ``/camera/<name>``, ``/api/...``
+    the operator console (:mod:`streamcount.console.routes`) when one is given.
+
+Every request must authenticate when ``auth`` has credentials
+(:mod:`streamcount.console.auth`).
 
 Camera and inference figures are pulled from a ``snapshot`` callable at scrape time, so the
 hot path only records inference latencies (:meth:`MetricsServer.observe_batch`).
@@ -27,14 +32,18 @@ import math
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from streamcount.console.auth import HttpAuth
 from streamcount.pipeline.messages import AlertEvent, CountState, CountUpdate, region_state
+
+if TYPE_CHECKING:
+    from streamcount.console.routes import Console
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,8 @@ Snapshot = Callable[[], dict[str, Any]]
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0,
                    2.0, 5.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32)
+#: largest accepted POST body (bytes)
+MAX_POST_BODY = 64 * 1024
 #: reader states exported as a one-hot ``streamcount_camera_state`` gauge
 CAMERA_STATES = ("connecting", "streaming", "reconnecting", "stopped", "failed")
 
@@ -174,12 +185,17 @@ class MetricsServer:
             "inference": {...}, ...}``); called on every request.
         host: address to bind (default loopback only).
         port: TCP port; 0 picks a free one (read :attr:`port` after :meth:`start`).
+        auth: credentials every request must carry (default: none).
+        console: the operator console's routes (``/``, ``/camera/...``, ``/api/...``).
     """
 
     name = "metrics"
 
-    def __init__(self, snapshot: Snapshot, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, snapshot: Snapshot, host: str = "127.0.0.1", port: int = 0, *,
+                 auth: HttpAuth | None = None, console: Console | None = None) -> None:
         self._snapshot = snapshot
+        self.auth = auth or HttpAuth()
+        self.console = console
         self.host = host
         self.requested_port = port
         self.registry = CollectorRegistry(auto_describe=True)
@@ -301,11 +317,74 @@ def _clean(value: Any) -> Any:
 def _make_handler(owner: MetricsServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "streamcount"
+        _cookie: str | None = None
+
+        def _authorized(self) -> bool:
+            query = self.path.split("?", 1)[1] if "?" in self.path else ""
+            result = owner.auth.check(self.headers, query)
+            self._cookie = result.set_cookie
+            if not result.ok:
+                data = b'{"error": "authentication required"}'
+                self.send_response(401)
+                for k, v in owner.auth.challenge().items():
+                    self.send_header(k, v)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            return result.ok
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server API name
+            path = self.path.split("?", 1)[0].rstrip("/") or "/"
+            if not self._authorized():
+                return
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+                if owner.console is None or length > MAX_POST_BODY:
+                    self._json(404 if owner.console is None else 413,
+                               {"error": "no such endpoint" if owner.console is None
+                                else "request too large"})
+                    return
+                body = self.rfile.read(length)
+                resp = owner.console.post(path, body, self.headers.get("Content-Type") or "")
+                if resp is None:
+                    self._json(404, {"error": f"no such endpoint: {path}"})
+                else:
+                    self._send(resp.code, resp.body, resp.ctype, resp.headers)
+            except Exception:
+                log.exception("HTTP POST %s failed", path)
+                self._json(500, {"error": "internal error"})
+
+        def _events(self) -> None:
+            assert owner.console is not None
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+
+            def render() -> bytes:
+                return json.dumps(_clean(owner.state()), default=_json_default,
+                                  separators=(",", ":")).encode()
+
+            try:
+                for chunk in owner.console.events(render, lambda: owner._server is None):
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the browser went away
 
         def do_GET(self) -> None:  # noqa: N802 - http.server API name
             path = self.path.split("?", 1)[0].rstrip("/") or "/"
+            if not self._authorized():
+                return
             try:
-                if path == "/metrics":
+                if path == "/api/events" and owner.console is not None:
+                    self._events()
+                    return
+                resp = owner.console.get(path) if owner.console is not None else None
+                if resp is not None:
+                    self._send(resp.code, resp.body, resp.ctype, resp.headers)
+                elif path == "/metrics":
                     self._send(200, owner.metrics_text(), CONTENT_TYPE_LATEST)
                 elif path in ("/healthz", "/health"):
                     snap = owner._safe_snapshot()
@@ -327,10 +406,15 @@ def _make_handler(owner: MetricsServer) -> type[BaseHTTPRequestHandler]:
             data = json.dumps(_clean(body), default=_json_default, indent=1).encode()
             self._send(code, data, "application/json")
 
-        def _send(self, code: int, data: bytes, ctype: str) -> None:
+        def _send(self, code: int, data: bytes, ctype: str,
+                  headers: dict[str, str] | None = None) -> None:
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            if self._cookie:
+                self.send_header("Set-Cookie", self._cookie)
             self.end_headers()
             self.wfile.write(data)
 

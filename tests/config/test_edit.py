@@ -60,3 +60,38 @@ def test_problems_are_one_line_and_leave_the_file(tmp_path: Path, text: str, cam
     with pytest.raises(ConfigError, match=match):
         set_camera_value(p, camera, "max_side", 512)
     assert p.read_text() == text
+
+
+def test_upsert_region_replaces_only_the_polygon(tmp_path: Path) -> None:
+    from streamcount.config.edit import upsert_region_text
+    text = CONFIG.replace("        polygon: [[0, 0], [1, 0], [1, 1]]\n",
+                          "        polygon: [[0, 0], [1, 0], [1, 1]]  # drawn by hand\n"
+                          "        alerts: [{level: warning, above: 5}]\n")
+    out = upsert_region_text(text, "door", "queue", [(0.1, 0.2), (0.5, 0.2), (0.3, 0.9)])
+    assert "# drawn by hand" in out and "# venue config" in out
+    cfg = yaml.safe_load(out)
+    region = cfg["cameras"][0]["regions"][0]
+    assert region["polygon"] == [[0.1, 0.2], [0.5, 0.2], [0.3, 0.9]]
+    assert region["alerts"] == [{"level": "warning", "above": 5}]
+
+
+@pytest.mark.parametrize("camera", ["door", "hall"])
+def test_upsert_region_appends_a_new_region(camera: str) -> None:
+    from streamcount.config.edit import upsert_region_text
+    out = upsert_region_text(CONFIG, camera, "exit", [(0, 0), (0.25, 0), (0.25, 0.5)])
+    cfg = yaml.safe_load(out)
+    cam = next(c for c in cfg["cameras"] if c["name"] == camera)
+    assert cam["regions"][-1] == {"name": "exit", "polygon": [[0, 0], [0.25, 0], [0.25, 0.5]]}
+    assert cfg["mqtt"] == {"host": "localhost"} and len(cfg["cameras"]) == 2
+    assert out.count("# the front door") == 1
+
+
+def test_upsert_region_flow_list_and_pixels() -> None:
+    from streamcount.config.edit import upsert_region_text
+    text = ("cameras:\n  - name: a\n    source: x.mp4\n    regions: [{name: r, polygon: "
+            "[[0, 0], [64, 0], [64, 48]], reference_size: [64, 48]}]\n")
+    out = upsert_region_text(text, "a", "r", [(0.5, 0.5), (1, 0.5), (1, 1)])
+    assert yaml.safe_load(out)["cameras"][0]["regions"][0]["polygon"] == \
+        [[32, 24], [64, 24], [64, 48]]
+    out = upsert_region_text(out, "a", "s", [(0, 0), (1, 0), (1, 1)])
+    assert [r["name"] for r in yaml.safe_load(out)["cameras"][0]["regions"]] == ["r", "s"]

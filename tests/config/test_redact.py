@@ -53,3 +53,12 @@ def test_install_is_idempotent() -> None:
     finally:
         logger.removeHandler(h1)
         logger.removeHandler(h2)
+
+
+def test_request_line_and_authorization_values() -> None:
+    from streamcount.config.redact import redact
+    assert redact('"GET /camera/hall?token=s3cr3t HTTP/1.1" 200') == \
+        '"GET /camera/hall?token=*** HTTP/1.1" 200'
+    assert redact("Authorization: Bearer abcdef123456") == "Authorization: Bearer ***"
+    assert redact("Basic b3A6cGE6c3M=") == "Basic ***"
+    assert redact("a = b, no secrets") == "a = b, no secrets"
