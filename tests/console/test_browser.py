@@ -151,7 +151,7 @@ def test_dashboard_heatmap_and_editor(tmp_path: Path, browser: Any, service: Ser
     assert drawn == pytest.approx([v for p in DRAWN for v in p], abs=0.004)
     preview = float(page.get_attribute("#ed-count", "data-count") or "nan")
     assert preview > 0
-    page.screenshot(path=str(shots / "console-camera.png"), full_page=True)
+    page.screenshot(path=str(shots / "console-camera.jpg"), full_page=True, quality=80)
 
     # save (confirm the dialog): the config gets the region, the service a new count on MQTT
     page.on("dialog", lambda dialog: dialog.accept())
