@@ -210,6 +210,7 @@ class MetricsServer:
         self.registry.register(_SnapshotCollector(self._safe_snapshot, self.regions))
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = False
 
     # -- the HTTP server -------------------------------------------------------------------------
 
@@ -235,7 +236,9 @@ class MetricsServer:
         return int(self.port or 0)
 
     def shutdown(self) -> None:
-        """Stop serving and release the port."""
+        """Stop serving and release the port (open event streams end first: closing the
+        server waits for its request threads)."""
+        self._stopping = True
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -367,7 +370,7 @@ def _make_handler(owner: MetricsServer) -> type[BaseHTTPRequestHandler]:
                                   separators=(",", ":")).encode()
 
             try:
-                for chunk in owner.console.events(render, lambda: owner._server is None):
+                for chunk in owner.console.events(render, lambda: owner._stopping):
                     self.wfile.write(chunk)
                     self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):

@@ -91,3 +91,17 @@ def test_api(service: Service) -> None:
         code, err = call(service, "/api/cameras/hall/regions", {"name": "x", "polygon": whole})
         assert code == 403 and "not writable" in err["error"]
     assert "name: x" not in cfg.read_text()
+
+
+def test_event_stream_and_stop_with_a_client_connected(service: Service) -> None:
+    stream = urllib.request.urlopen(f"http://127.0.0.1:{service.http_port}/api/events",
+                                    timeout=10)
+    assert stream.headers["Content-Type"] == "text/event-stream"
+    lines = [stream.readline() for _ in range(4)]
+    assert lines[2] == b"event: state\n" and lines[3].startswith(b"data: {")
+    state = json.loads(lines[3][len(b"data: "):])
+    assert "hall" in state["cameras"]
+    t0 = time.monotonic()
+    service.stop()
+    assert time.monotonic() - t0 < 8, "an open event stream held up the stop"
+    stream.close()
