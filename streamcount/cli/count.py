@@ -68,6 +68,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "and clearly visible, density elsewhere, per frame and region), density "
                         "(the density model only) or detect (the person detector only); the CSV "
                         "says which per row (method column)")
+    p.add_argument("--scale", choices=("auto", "off"), default="auto",
+                   help="auto (default): for videos and streams, scale the density model's "
+                        "input so people have the size it counts best, from the person heights "
+                        "the detector finds on the first frames (not in crowds); off: "
+                        "--max-side only")
     p.add_argument("--max-side", type=_positive_int, default=DEFAULT_MAX_SIDE, metavar="N",
                    help=f"longest model-input side in pixels (default {DEFAULT_MAX_SIDE}; "
                         "frames are never upscaled)")
@@ -119,7 +124,7 @@ def _count_one(args: argparse.Namespace) -> int:
         args.input, model=args.model, backend=args.backend, regions=args.regions, fps=args.fps,
         max_side=args.max_side, out_dir=args.out, annotate=args.annotate, plot=args.plot,
         batch=args.batch, threads=args.threads, progress=not args.quiet,
-        counting=args.counting)
+        counting=args.counting, scale=args.scale)
     if not args.quiet:
         print(format_summary(summary))
     return 130 if summary.get("interrupted") else 0
@@ -129,8 +134,14 @@ def _counting_lines(counting: dict[str, Any] | None) -> list[str]:
     if not counting:
         return []
     methods = ", ".join(f"{m} {n}" for m, n in sorted(counting.get("methods", {}).items()))
-    return [f"counting  {counting['counting']}" + (f" (frames by method: {methods})"
-                                                   if methods else "")]
+    lines = [f"counting  {counting['counting']}" + (f" (frames by method: {methods})"
+                                                    if methods else "")]
+    scale = counting.get("scale")
+    if scale:
+        lines.append(f"scale     {scale['scale']:.2f} (people {scale['person_height_px']} px in "
+                     f"{scale['frames']} sparse probe frames)"
+                     + ("; counted by detection" if scale["detect_only"] else ""))
+    return lines
 
 
 def format_summary(summary: dict[str, Any]) -> str:

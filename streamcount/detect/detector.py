@@ -25,6 +25,12 @@ DEFAULT_DETECTOR = "yolo_fastest_body"
 FLOAT_BACKENDS = ("openvino", "onnx", "torch")
 
 
+def create_float_backend(model: str | Path | tuple[nn.Module, ModelCard],
+                         threads: int | None = None) -> Backend:
+    """The first backend of :data:`FLOAT_BACKENDS` that loads ``model`` (any task)."""
+    return _create("float", model, threads)
+
+
 def _create(name: str, model: str | Path | tuple[nn.Module, ModelCard],
             threads: int | None) -> Backend:
     from streamcount.engine.factory import create_backend
@@ -41,7 +47,7 @@ def _create(name: str, model: str | Path | tuple[nn.Module, ModelCard],
         except BackendError as e:
             skipped.append(f"{candidate}: {e}")
             continue
-        log.info("detector on %s%s", backend.name, f" (skipped {'; '.join(skipped)})"
+        log.info("%s on %s%s", loaded[1].name, backend.name, f" (skipped {'; '.join(skipped)})"
                  if skipped else "")
         return backend
     raise BackendError("no backend for the detector: " + "; ".join(skipped))

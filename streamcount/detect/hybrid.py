@@ -101,6 +101,13 @@ class HybridCount:
         return float(self.count_map.sum())
 
 
+def sparse_frame(density_count: float, detections: int, rule: HybridRule | None = None) -> bool:
+    """The frame gate: whether the detector explains the density (density count at most
+    ``gate_per_detection x detections + gate_offset``)."""
+    rule = rule or HybridRule()
+    return density_count <= rule.gate_per_detection * detections + rule.gate_offset
+
+
 def _cells(points: np.ndarray, frame_size: tuple[int, int],
            shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Density-map (row, col) of frame points, clipped to the map."""
@@ -151,7 +158,7 @@ def hybrid_count(density: np.ndarray, detections: Detections, frame_size: tuple[
     g = rule.grid
     n = len(detections)
     none = np.zeros((g, g), bool)
-    if float(density.sum()) > rule.gate_per_detection * n + rule.gate_offset:
+    if not sparse_frame(float(density.sum()), n, rule):
         return HybridCount(density, "density", none, Detections.empty())
 
     boxes = _box_masks(detections.boxes, frame_size, (h, w))

@@ -29,6 +29,8 @@ from torch import nn
 
 from streamcount import __version__
 from streamcount.detect.counting import COUNTING_METHODS, MethodCounter
+from streamcount.detect.detector import create_float_backend
+from streamcount.detect.scale import ScaleChoice, probe_scale
 from streamcount.engine import factory
 from streamcount.engine.base import Backend
 from streamcount.engine.preprocess import DEFAULT_MAX_SIDE, plan_input_size, prepare_frame
@@ -216,7 +218,7 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
                 annotate: bool = False, plot: bool = False, batch: int = DEFAULT_BATCH,
                 threads: int | None = None, progress: bool = True,
                 backend_instance: Backend | None = None,
-                counting: str | None = None) -> dict[str, Any]:
+                counting: str | None = None, scale: str = "off") -> dict[str, Any]:
     """Count people per region in a video, image, folder of images or stream URL.
 
     Writes ``out_dir/counts.csv`` and ``out_dir/summary.json`` (and ``annotated.mp4``,
@@ -242,6 +244,12 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
             ``detect``; each CSV row then says how it was counted (``method`` column) and the
             summary has a ``counting`` section. None (the library default): density, without
             the ``method`` column. ``streamcount count`` passes ``auto`` unless told otherwise.
+        scale: ``auto``: for a video or stream counted with ``counting`` ``auto`` or
+            ``density``, scale the density model's input so that people are about as tall as
+            the model counts best, from the person heights the detector finds on the first
+            frames where it explains the density (:mod:`streamcount.detect.scale`); a camera
+            whose people are too large for that is counted by detection. ``off``: ``max_side``
+            only.
 
     Raises:
         UserError: bad input, regions file, model or backend (one-line message).
@@ -269,6 +277,8 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
         raise ModelError(f"model '{card.name}' is a {card.task} model; --model takes a density "
                          f"model (use --counting detect to count by detection)")
     counter = MethodCounter(counting, threads=threads) if counting else None
+    if scale not in ("auto", "off"):
+        raise InputError(f"unknown scale policy '{scale}' (choose from auto, off)")
 
     def to_model_input(image: np.ndarray) -> np.ndarray:
         return prepare_frame(image, plan_input_size(image.shape[0], image.shape[1],
@@ -289,16 +299,21 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
             frames = iter(source)
             head: list[Frame] = []
             be = backend_instance
+            auto_scale = (scale == "auto" and counting in ("auto", "density")
+                          and info.kind in (MediaKind.VIDEO, MediaKind.STREAM))
+            if be is None and _needs_calibration(backend) or auto_scale:
+                for frame in frames:
+                    head.append(frame)
+                    if len(head) >= CALIBRATION_FRAMES * CALIBRATION_STRIDE:
+                        break
+            if auto_scale and head:
+                run.choose_scale(head, be or loaded, threads, multiple)
             if be is None:
-                if _needs_calibration(backend):
-                    for frame in frames:
-                        head.append(frame)
-                        if len(head) >= CALIBRATION_FRAMES * CALIBRATION_STRIDE:
-                            break
                 assert loaded is not None
                 be = create_counting_backend(
                     backend, loaded, threads=threads,
-                    calibration=_calibration_set(head[::CALIBRATION_STRIDE]))
+                    calibration=[run.density_input(f)
+                                 for f in _calibration_set(head[::CALIBRATION_STRIDE])])
             run.backend = be
             run.t_infer_start = time.perf_counter()
             bar = _progress_bar(progress, source.expected_frames, info.name)
@@ -367,12 +382,46 @@ class _Run:
         self._video: AnnotatedVideoSink | None = None
         self.method_counter = counter
         self.methods: dict[str, int] = {}
+        self.scale: ScaleChoice | None = None
+        #: the density model's input size when an automatic scale chose one
+        self.density_size: tuple[int, int] | None = None
         out.mkdir(parents=True, exist_ok=True)
         with_file = source.info.kind is MediaKind.FOLDER
         self.csv = CsvSink(out / CSV_NAME, self.names, with_file=with_file,
                            with_method=counter is not None)
         self.summary = SummaryBuilder(self.names)
         self.plot = CountsPlot(out / PLOT_NAME, self.names, title=source.info.name) if plot else None
+
+    def density_input(self, image: np.ndarray) -> np.ndarray:
+        """``image`` as the density model sees it (smaller after an automatic scale)."""
+        size = self.density_size
+        return image if size is None or image.shape[:2] == size else prepare_frame(image, size)
+
+    def choose_scale(self, head: list[Frame],
+                     density: Backend | tuple[nn.Module, ModelCard] | None,
+                     threads: int | None, multiple: int) -> None:
+        """Probe the camera's scale on ``head`` (see :mod:`streamcount.detect.scale`): the
+        density model then sees frames at :attr:`density_size` (the detector keeps the full
+        model-input frames); may hand the camera to detection."""
+        counter = self.method_counter
+        assert counter is not None and density is not None
+        probe = density if not isinstance(density, tuple) else create_float_backend(
+            density, threads)
+        detector = counter.detector or MethodCounter("detect", threads=threads).detector
+        assert detector is not None
+        self.scale = choice = probe_scale([f.image for f in head[::CALIBRATION_STRIDE]], probe,
+                                          detector, counter.rule)
+        if choice.detect_only and counter.method == "auto":
+            log.warning("people here are about %.0f px tall: too large for the density model; "
+                        "counting by detection", choice.person_height)
+            self.method_counter = MethodCounter("detect", detector, counter.rule)
+            return
+        h, w = head[0].image.shape[:2]
+        size = plan_input_size(h, w, choice.max_side(h, w), multiple)
+        if size != (h, w):
+            log.info("auto scale: density model input %dx%d instead of %dx%d (people %.0f px)",
+                     size[1], size[0], w, h, choice.person_height)
+            self.density_size = size
 
     def counter(self, size: tuple[int, int]) -> RegionCounter:
         c = self._counters.get(size)
@@ -382,9 +431,15 @@ class _Run:
 
     def process(self, batch: Batch) -> None:
         assert self.backend is not None
-        densities = self.backend.infer(batch.array())
-        counter = self.counter(batch.size)
-        self.input_sizes[batch.size] = self.input_sizes.get(batch.size, 0) + len(batch.frames)
+        size = batch.size
+        if self.density_size is None or self.density_size == size:
+            densities = self.backend.infer(batch.array())
+        else:  # automatic scale: density on smaller frames, detection on the full ones
+            size = self.density_size
+            densities = self.backend.infer(np.stack([self.density_input(f.image)
+                                                     for f in batch.frames]))
+        counter = self.counter(size)
+        self.input_sizes[size] = self.input_sizes.get(size, 0) + len(batch.frames)
         methods: list[str | None] = [None] * len(batch.frames)
         maps = densities
         if self.method_counter is not None:  # detect / hybrid: count maps replace densities
@@ -463,5 +518,11 @@ class _Run:
         )
         if self.method_counter is not None:
             doc["counting"] = {**self.method_counter.describe(), "methods": dict(self.methods)}
+            if self.scale is not None:
+                c = self.scale
+                doc["counting"]["scale"] = {
+                    "scale": round(c.scale, 4), "frames": c.frames, "detect_only": c.detect_only,
+                    "person_height_px": None if c.person_height is None
+                    else round(c.person_height, 1)}
         write_json_atomic(self.out / SUMMARY_NAME, doc)
         return doc

@@ -60,3 +60,30 @@ def test_bad_counting_and_detector_as_density_model(vtest_avi: Path, tmp_path: P
     with pytest.raises(ModelError, match="is a detect model"):
         count_input(vtest_avi, model="yolo_fastest_body", backend="torch", out_dir=tmp_path,
                     progress=False)
+
+
+@pytest.mark.slow
+def test_auto_scale_on_video_only(vtest_avi: Path, model_file: Path, tmp_path: Path) -> None:
+    import av
+    import cv2
+
+    summary = count_input(vtest_avi, model=str(model_file), backend="torch", fps=1,
+                          out_dir=tmp_path / "video", progress=False, counting="auto",
+                          scale="auto")
+    scale = summary["counting"]["scale"]
+    assert 0.3 < scale["scale"] < 0.9 and scale["frames"] >= 5 and not scale["detect_only"]
+    h, w = summary["input_size"]
+    assert (h, w) == (h // 8 * 8, w // 8 * 8) and w < 768 and h < 576
+    rows = _rows(tmp_path / "video")
+    assert len(rows) == summary["frames_processed"] == 80
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    with av.open(str(vtest_avi)) as c:
+        for i, f in zip(range(3), c.decode(video=0)):
+            cv2.imwrite(str(folder / f"{i}.png"), f.to_ndarray(format="bgr24"))
+    summary = count_input(folder, model=str(model_file), backend="torch", progress=False,
+                          out_dir=tmp_path / "folder", counting="auto", scale="auto")
+    assert "scale" not in summary["counting"] and summary["input_size"] == [576, 768]
+    with pytest.raises(InputError, match="unknown scale policy"):
+        count_input(vtest_avi, scale="half", counting="auto", out_dir=tmp_path, progress=False)
