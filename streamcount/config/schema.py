@@ -400,6 +400,9 @@ class HttpConfig(_Model):
                                                             "(browsers: open /?token=...)")
     username: str | None = Field(None, description="basic auth user (with password)")
     password: str | None = Field(None, repr=False, description="basic auth password")
+    health_public: bool = Field(False, description="/healthz answers without credentials "
+                                                   "(container and Kubernetes probes; it shows "
+                                                   "camera names and states)")
 
     @field_validator("token", "username", "password")
     @classmethod

@@ -255,7 +255,8 @@ class Service:
                             "sees the cameras and may edit regions (set http.token or "
                             "http.username/password)", cfg.http.host, cfg.http.port)
             self.metrics = MetricsServer(self.snapshot, cfg.http.host, cfg.http.port,
-                                         auth=auth, console=console)
+                                         auth=auth, console=console,
+                                         health_public=cfg.http.health_public)
             try:
                 self.metrics.start()
             except OSError as e:

@@ -187,14 +187,17 @@ class MetricsServer:
         port: TCP port; 0 picks a free one (read :attr:`port` after :meth:`start`).
         auth: credentials every request must carry (default: none).
         console: the operator console's routes (``/``, ``/camera/...``, ``/api/...``).
+        health_public: ``/healthz`` needs no credentials (probes).
     """
 
     name = "metrics"
 
     def __init__(self, snapshot: Snapshot, host: str = "127.0.0.1", port: int = 0, *,
-                 auth: HttpAuth | None = None, console: Console | None = None) -> None:
+                 auth: HttpAuth | None = None, console: Console | None = None,
+                 health_public: bool = False) -> None:
         self._snapshot = snapshot
         self.auth = auth or HttpAuth()
+        self.health_public = health_public
         self.console = console
         self.host = host
         self.requested_port = port
@@ -322,7 +325,9 @@ def _make_handler(owner: MetricsServer) -> type[BaseHTTPRequestHandler]:
         server_version = "streamcount"
         _cookie: str | None = None
 
-        def _authorized(self) -> bool:
+        def _authorized(self, path: str) -> bool:
+            if owner.health_public and path in ("/healthz", "/health"):
+                return True
             query = self.path.split("?", 1)[1] if "?" in self.path else ""
             result = owner.auth.check(self.headers, query)
             self._cookie = result.set_cookie
@@ -339,7 +344,7 @@ def _make_handler(owner: MetricsServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:  # noqa: N802 - http.server API name
             path = self.path.split("?", 1)[0].rstrip("/") or "/"
-            if not self._authorized():
+            if not self._authorized(path):
                 return
             try:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -378,7 +383,7 @@ def _make_handler(owner: MetricsServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802 - http.server API name
             path = self.path.split("?", 1)[0].rstrip("/") or "/"
-            if not self._authorized():
+            if not self._authorized(path):
                 return
             try:
                 if path == "/api/events" and owner.console is not None:

@@ -70,3 +70,14 @@ def test_token_in_the_request_line_is_redacted(server: MetricsServer,
     with caplog.at_level(logging.DEBUG, logger="streamcount.sinks.metrics"):
         get(server, "/healthz?token=t0ken")
     assert "token=***" in caplog.text and "t0ken" not in caplog.text
+
+
+def test_health_may_be_public() -> None:
+    m = MetricsServer(snapshot, "127.0.0.1", 0, auth=HttpAuth(token="t0ken"),
+                      health_public=True)
+    m.start()
+    try:
+        assert get(m, "/healthz")[0] == 200
+        assert get(m, "/metrics")[0] == 401 and get(m, "/api/state")[0] == 401
+    finally:
+        m.shutdown()
