@@ -42,7 +42,7 @@ from streamcount.config.regions import RegionSpec
 from streamcount.config.schema import ServiceConfig
 from streamcount.console.state import ConsoleState
 from streamcount.errors import UserError
-from streamcount.pipeline.regions import regions_from_specs
+from streamcount.pipeline.regions import ALL, regions_from_specs
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +142,10 @@ class Console:
                             "area_m2": r.floor_area(), "los_table": r.los,
                             "levels": [a.level for a in r.alerts]})
         editable, why = self.editable()
+        names = {r.name for r in cfg.regions} | {ALL}  # a region removed by a reload: gone
+        history = {k: v for k, v in self.state.history(camera).items() if k in names}
         return {"name": camera, "fps": cfg.fps, "regions": regions,
-                "history": self.state.history(camera), "alerts": self.state.alerts(camera),
+                "history": history, "alerts": self.state.alerts(camera),
                 "editable": editable, "editable_reason": why}
 
     def editable(self) -> tuple[bool, str | None]:

@@ -167,11 +167,34 @@ def test_dashboard_heatmap_and_editor(tmp_path: Path, browser: Any, service: Ser
                                       for m in sub.on(topic)), 30)
     page.wait_for_selector('#labels .label[data-region="drawn"]', timeout=20_000)
 
+    # edit an existing region: drag its top-right corner (0.5, 0) to (0.6, 0.2)
+    page.wait_for_selector('#ed-region option[value="left"]', state="attached")
+    page.select_option("#ed-region", "left")
+    handle = page.locator('#handles .handle[data-index="1"]')
+    stage.scroll_into_view_if_needed()
+    box = stage.bounding_box()
+    hb = handle.bounding_box()
+    page.mouse.move(hb["x"] + hb["width"] / 2, hb["y"] + hb["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.6 * box["width"], box["y"] + 0.2 * box["height"], steps=5)
+    page.mouse.up()
+    page.wait_for_function("() => document.getElementById('ed-yaml').textContent"
+                           ".includes('name: left') && !document.getElementById('ed-yaml')"
+                           ".textContent.includes('[0.5, 0],')", timeout=20_000)
+    moved = yaml.safe_load(page.text_content("#ed-yaml"))[0]["polygon"]
+    assert moved[0] == [0, 0] and moved[2] == [0.5, 1] and moved[3] == [0, 1]
+    assert moved[1] == pytest.approx([0.6, 0.2], abs=0.004)
+
     # readable on a phone
     phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
     phone.goto(base + "/")
     phone.wait_for_selector('.card[data-camera="yard"]', timeout=30_000)
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     phone.screenshot(path=str(shots / "console-phone.png"), full_page=True)
+    phone.goto(base + "/camera/hall")
+    phone.wait_for_function("() => document.getElementById('frame').naturalWidth > 0",
+                            timeout=30_000)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    phone.screenshot(path=str(shots / "console-phone-camera.jpg"), full_page=True, quality=70)
     sub.close()
     assert not errors, errors
