@@ -441,15 +441,17 @@ class _Run:
         counter = self.counter(size)
         self.input_sizes[size] = self.input_sizes.get(size, 0) + len(batch.frames)
         methods: list[str | None] = [None] * len(batch.frames)
+        boxes: list[np.ndarray | None] = [None] * len(batch.frames)
         maps = densities
         if self.method_counter is not None:  # detect / hybrid: count maps replace densities
             results = self.method_counter.count([f.image for f in batch.frames], densities)
             maps = np.stack([r.count_map for r in results])
             methods = [r.method for r in results]
+            boxes = [r.counted.boxes for r in results]
             for m in methods:
                 self.methods[m] = self.methods.get(m, 0) + 1
-        for frame, density, count_map, method in zip(batch.frames, densities, maps, methods,
-                                                     strict=True):
+        for frame, density, count_map, method, people in zip(
+                batch.frames, densities, maps, methods, boxes, strict=True):
             counts = RegionCounts(camera=frame.camera, index=frame.index, pts_s=frame.pts_s,
                                   wall_ts=frame.wall_ts, counts=counter.count(count_map),
                                   file=frame.file, method=method)
@@ -458,9 +460,10 @@ class _Run:
             if self.plot is not None:
                 self.plot.write(counts)
             if self._annotate:
-                self._write_video(frame, density, counts)
+                self._write_video(frame, density, counts, people)
 
-    def _write_video(self, frame: Frame, density: np.ndarray, counts: RegionCounts) -> None:
+    def _write_video(self, frame: Frame, density: np.ndarray, counts: RegionCounts,
+                     boxes: np.ndarray | None = None) -> None:
         if self._video is None:
             info = self.source.info
             rate = self.source.sample_fps or info.fps or 1.0  # folders: one image per second
@@ -469,7 +472,7 @@ class _Run:
             h, w = frame.image.shape[:2]
             self._video = AnnotatedVideoSink(self.out / VIDEO_NAME, (h - h % 2, w - w % 2),
                                              rate, self.regions)
-        self._video.write(frame.image, density, counts.counts, frame.pts_s)
+        self._video.write(frame.image, density, counts.counts, frame.pts_s, boxes, counts.method)
 
     def finish(self, *, interrupted: bool, error: str | None, started_at: str, elapsed_s: float,
                fps: float | None, max_side: int | None, regions_file: str | None,

@@ -1,5 +1,6 @@
-"""Annotated MP4: the density heat-map blended over each frame, region outlines and live
-counts. Rendering and H.264 encoding run on the sink's own thread behind a bounded queue."""
+"""Annotated MP4: the density heat-map blended over each frame, region outlines, live counts
+and, where people were counted by detection, their boxes and the counting method. Rendering
+and H.264 encoding run on the sink's own thread behind a bounded queue."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 #: region outline colours (BGR), cycled
 PALETTE = ((255, 255, 255), (0, 255, 255), (255, 0, 255), (0, 255, 0), (255, 128, 0),
            (0, 128, 255), (128, 0, 255), (255, 255, 0))
+#: colour of the boxes of people counted by detection (BGR)
+BOX_COLOUR = (80, 255, 80)
 _END = object()
 
 
@@ -43,8 +46,11 @@ class HeatmapRenderer:
         self._peak = 0.0
 
     def render(self, image: np.ndarray, density: np.ndarray, counts: Mapping[str, float],
-               time_s: float | None = None) -> np.ndarray:
-        """``image`` (uint8 BGR) with the heat-map, outlines and counts drawn on a copy."""
+               time_s: float | None = None, boxes: np.ndarray | None = None,
+               method: str | None = None) -> np.ndarray:
+        """``image`` (uint8 BGR) with the heat-map, outlines and counts drawn on a copy, plus
+        ``boxes`` (``K x 4`` x1, y1, x2, y2 in ``image`` pixels: people counted by detection)
+        with a dot at each foot point, and the counting ``method``."""
         h, w = image.shape[:2]
         d = np.maximum(density.astype(np.float32), 0.0)
         frame_peak = float(d.max()) if d.size else 0.0
@@ -62,7 +68,11 @@ class HeatmapRenderer:
             cx, cy = _centroid(pts)
             tw = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.55, 1)[0][0]
             _label(out, text, (int(cx - tw / 2), int(cy)), colour)
-        _label(out, f"{ALL}: {counts.get(ALL, 0.0):.1f}", (8, 24), (255, 255, 255), scale=0.7)
+        for x1, y1, x2, y2 in np.round(boxes if boxes is not None else ()).astype(int):
+            cv2.rectangle(out, (x1, y1), (x2, y2), BOX_COLOUR, 1, cv2.LINE_8)
+            cv2.circle(out, ((x1 + x2) // 2, y2), 3, BOX_COLOUR, cv2.FILLED, cv2.LINE_AA)
+        total = f"{ALL}: {counts.get(ALL, 0.0):.1f}" + (f" ({method})" if method else "")
+        _label(out, total, (8, 24), (255, 255, 255), scale=0.7)
         if time_s is not None:
             _label(out, f"t = {time_s:.1f} s", (8, 46), (255, 255, 255))
         return out
@@ -129,10 +139,12 @@ class AnnotatedVideoSink:
         self._thread.start()
 
     def write(self, image: np.ndarray, density: np.ndarray, counts: Mapping[str, float],
-              time_s: float | None = None) -> None:
-        """Queue one frame (blocks while the encoder is behind)."""
+              time_s: float | None = None, boxes: np.ndarray | None = None,
+              method: str | None = None) -> None:
+        """Queue one frame (blocks while the encoder is behind); ``boxes`` (people counted by
+        detection, ``image`` pixels) and ``method`` are drawn when given."""
         if self.error is None:
-            self._queue.put((image, density, dict(counts), time_s))
+            self._queue.put((image, density, dict(counts), time_s, boxes, method))
 
     def _run(self) -> None:
         while True:
@@ -141,12 +153,15 @@ class AnnotatedVideoSink:
                 break
             if self.error is not None:
                 continue
-            image, density, counts, time_s = item  # type: ignore[misc]
+            image, density, counts, time_s, boxes, method = item  # type: ignore[misc]
             try:
                 if image.shape[:2] != self.size:
+                    if boxes is not None:
+                        boxes = boxes * np.array([self.size[1] / image.shape[1],
+                                                  self.size[0] / image.shape[0]] * 2)
                     image = cv2.resize(image, (self.size[1], self.size[0]),
                                        interpolation=cv2.INTER_AREA)
-                out = self._renderer.render(image, density, counts, time_s)
+                out = self._renderer.render(image, density, counts, time_s, boxes, method)
                 vf = av.VideoFrame.from_ndarray(out, format="bgr24")
                 for packet in self._stream.encode(vf):
                     self._container.mux(packet)

@@ -87,3 +87,14 @@ def test_auto_scale_on_video_only(vtest_avi: Path, model_file: Path, tmp_path: P
     assert "scale" not in summary["counting"] and summary["input_size"] == [576, 768]
     with pytest.raises(InputError, match="unknown scale policy"):
         count_input(vtest_avi, scale="half", counting="auto", out_dir=tmp_path, progress=False)
+
+
+@pytest.mark.slow
+def test_annotated_video_with_detections(vtest_avi: Path, model_file: Path,
+                                         tmp_path: Path) -> None:
+    import av
+
+    summary = count_input(vtest_avi, model=str(model_file), backend="torch", fps=0.2,
+                          out_dir=tmp_path, progress=False, counting="auto", annotate=True)
+    with av.open(summary["outputs"]["video"]) as c:
+        assert sum(1 for _ in c.decode(video=0)) == summary["frames_processed"] == 16

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from streamcount.pipeline.regions import Region
-from streamcount.sinks.video import AnnotatedVideoSink, HeatmapRenderer, pick_codec
+from streamcount.sinks.video import BOX_COLOUR, AnnotatedVideoSink, HeatmapRenderer, pick_codec
 
 BOX = Region("box", ((0.5, 0.5), (0.9, 0.5), (0.9, 0.9), (0.5, 0.9)))
 
@@ -33,6 +33,22 @@ def test_region_outline_and_labels_are_drawn() -> None:
     assert out[89, 60:80].max() > 200
     assert out[70, 60:80].max() == 0
     assert out[5:30, 5:60].max() > 200  # the "all" label
+
+
+def test_detection_boxes_and_method_are_drawn(tmp_path: Path) -> None:
+    image = np.zeros((100, 160, 3), np.uint8)
+    boxes = np.array([[100, 40, 120, 90]], np.float32)
+    plain = HeatmapRenderer([]).render(image, np.zeros((12, 20), np.float32), {"all": 1.0})
+    out = HeatmapRenderer([]).render(image, np.zeros((12, 20), np.float32), {"all": 1.0},
+                                     boxes=boxes, method="detect")
+    assert tuple(out[65, 100]) == BOX_COLOUR and tuple(out[90, 110]) == BOX_COLOUR
+    assert out[65, 110].max() == 0  # inside the box: untouched
+    # the label grew by " (detect)"
+    assert (out[5:30, :].max(axis=2) > 200).sum() > (plain[5:30, :].max(axis=2) > 200).sum()
+    sink = AnnotatedVideoSink(tmp_path / "v.mp4", (50, 80), 5.0, [])
+    sink.write(image, np.zeros((12, 20), np.float32), {"all": 1.0}, 0.0, boxes, "hybrid")
+    sink.close()
+    assert sink.error is None and sink.frames == 1
 
 
 @pytest.mark.parametrize("codec", [pick_codec(), "mpeg4"])
