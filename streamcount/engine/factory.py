@@ -147,6 +147,7 @@ def create_backend(name: str, model: str | Path | tuple[nn.Module, ModelCard] | 
     if missing:
         raise BackendError(f"backend '{name}' is not available: {', '.join(missing)} "
                            f"not installed")
+    _check_task(name, spec, card)
     try:
         return spec.build(net, card, threads=threads, calibration_frames=frames)
     except CalibrationRequired as e:
@@ -183,6 +184,9 @@ def _first_loading(names: Sequence[str], net: nn.Module, card: ModelCard, thread
         if missing:
             skipped.append(f"{name}: {', '.join(missing)} not installed")
             continue
+        if spec.calibrated and card.task != "density":
+            skipped.append(f"{name}: no int8 parity check for {card.task} models")
+            continue
         try:
             backend = spec.build(net, card, threads=threads, calibration_frames=frames)
         except CalibrationRequired:
@@ -198,6 +202,15 @@ def _first_loading(names: Sequence[str], net: nn.Module, card: ModelCard, thread
                 f"; skipped {'; '.join(skipped)}" if skipped else "")
         return backend
     raise BackendError("no inference backend could be loaded: " + "; ".join(skipped))
+
+
+def _check_task(name: str, spec: BackendSpec, card: ModelCard) -> None:
+    """int8 recipes are chosen and accepted by comparing density sums with fp32, which says
+    nothing about a detector's boxes: refuse rather than run an unchecked int8 detector."""
+    if spec.calibrated and card.task != "density":
+        raise BackendError(f"backend '{name}' is not available for '{card.name}': int8 is "
+                           f"checked against fp32 density counts only, and this is a "
+                           f"{card.task} model (use a float backend)")
 
 
 def _first_line(e: BaseException) -> str:

@@ -62,3 +62,10 @@ def test_float_backend_is_the_first_that_loads(frame: np.ndarray, cache: Artefac
     ref = Detector(backend="torch", threads=1)
     a, b = det.detect([frame])[0], ref.detect([frame])[0]
     assert len(a) == len(b) and np.allclose(a.boxes, b.boxes, atol=0.5)
+
+
+def test_int8_is_refused_for_the_detector() -> None:
+    from streamcount.errors import BackendError
+
+    with pytest.raises(BackendError, match="int8 is checked against fp32 density counts only"):
+        create_backend("onnx-int8", "yolo_fastest_body")
