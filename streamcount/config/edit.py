@@ -75,15 +75,7 @@ def set_camera_value(path: str | Path, camera: str, key: str, value: object,
         yaml.safe_load(new)
     except yaml.YAMLError as e:  # pragma: no cover - a bug in the edit, never the user's file
         raise ConfigError(f"{p}: edit would break the file ({e}); nothing written") from None
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(new)
-        os.chmod(tmp, p.stat().st_mode & 0o777)
-        os.replace(tmp, p)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise ConfigError(f"{p}: cannot write config ({e.strerror or e})") from None
+    write_text_atomic(p, new)
 
 
 def format_polygon(polygon: list[tuple[float, float]] | list[list[float]]) -> str:

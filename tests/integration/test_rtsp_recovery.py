@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import pytest
 
 from streamcount.config.loader import load_config
 from streamcount.pipeline.service import Service
-from tests.integration.mosquitto import Mosquitto, Subscriber, mosquitto_binary
+from tests.integration.mosquitto import Mosquitto, Subscriber
 from tests.integration.rtsp_server import (RtspServer, gst_rtsp_missing, make_h264_clip,
                                            repeat_clip)
 
@@ -41,15 +41,6 @@ def rtsp_clip(tmp_path_factory: pytest.TempPathFactory, vtest_avi: Path) -> Path
     d = tmp_path_factory.mktemp("rtsp")
     clip = make_h264_clip(vtest_avi, d / "clip60.mp4", seconds=60, width=384, gop=20)
     return repeat_clip(clip, d / "clip180.mp4", 3)
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    if mosquitto_binary() is None:
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    b = Mosquitto(tmp_path / "mosquitto").start()
-    yield b
-    b.stop()
 
 
 def payloads(sub: Subscriber, topic: str) -> list[dict[str, Any]]:

@@ -15,17 +15,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from streamcount.sharding import assign
 
-try:
-    from tests.integration.mosquitto import Mosquitto, Subscriber, mosquitto_binary
-except ImportError:  # pragma: no cover - run from tests/integration
-    from mosquitto import Mosquitto, Subscriber, mosquitto_binary  # type: ignore[no-redef]
+from tests.integration.mosquitto import Mosquitto, Subscriber
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -33,15 +30,6 @@ PREFIX = "shardtest"
 #: chosen so that 3 replicas own 2 cameras each (asserted below)
 CAMERAS = ("gate", "hall", "lobby", "platform", "tunnel", "bridge")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    if mosquitto_binary() is None:
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    b = Mosquitto(tmp_path / "mosquitto").start()
-    yield b
-    b.stop()
 
 
 @pytest.fixture
