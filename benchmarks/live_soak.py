@@ -42,7 +42,7 @@ from streamcount.config.schema import ServiceConfig  # noqa: E402
 from streamcount.models.card import ModelCard  # noqa: E402
 from streamcount.models.registry import build  # noqa: E402
 from streamcount.models.weights import PACKAGED_DIR, save_model  # noqa: E402
-from streamcount.pipeline.messages import CountUpdate  # noqa: E402
+from streamcount.messages import CountUpdate  # noqa: E402
 from streamcount.pipeline.service import Service  # noqa: E402
 from tests.integration.rtsp_server import (RtspServer, gst_rtsp_missing,  # noqa: E402
                                            make_h264_clip, repeat_clip)

@@ -25,7 +25,7 @@ import numpy as np
 from streamcount.bench.streams import ClipStream, DecodeMode, clip_info, start_delays
 from streamcount.engine.base import Backend
 from streamcount.engine.preprocess import plan_input_size
-from streamcount.pipeline.messages import Frame, RegionCounts
+from streamcount.messages import Frame, RegionCounts
 from streamcount.pipeline.scheduler import Scheduler
 from streamcount.sources.slots import LatestSlot
 

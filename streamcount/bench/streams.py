@@ -21,7 +21,7 @@ import numpy as np
 
 from streamcount.engine.cache import cache_root
 from streamcount.errors import InputError
-from streamcount.pipeline.messages import Frame
+from streamcount.messages import Frame
 from streamcount.sources.slots import FrameSlot
 
 log = logging.getLogger(__name__)

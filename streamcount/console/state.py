@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from streamcount.pipeline.messages import AlertEvent, CountUpdate, Frame
+from streamcount.messages import AlertEvent, CountUpdate, Frame
 from streamcount.pipeline.regions import region_mask
 
 #: how much count history is kept per region (s)

@@ -27,7 +27,7 @@ from typing import Protocol
 from streamcount.config.schema import AlertRule, SmoothingConfig
 from streamcount.pipeline.alerts import NORMAL, AlertMachine, EventIds
 from streamcount.pipeline.density import los_letter
-from streamcount.pipeline.messages import AlertEvent, CountState, CountUpdate
+from streamcount.messages import AlertEvent, CountState, CountUpdate
 
 
 class Smoother(Protocol):

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streamcount.config.schema import AlertRule
-from streamcount.pipeline.messages import AlertEvent
+from streamcount.messages import AlertEvent
 
 NORMAL = "normal"
 UNKNOWN = "unknown"

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from streamcount.pipeline.messages import AlertEvent, StatusEvent
+from streamcount.messages import AlertEvent, StatusEvent
 from streamcount.sinks.base import Sink
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ import numpy as np
 
 from streamcount.engine.preprocess import plan_input_size, prepare_frame
 from streamcount.errors import InputError
-from streamcount.pipeline.messages import Frame
+from streamcount.messages import Frame
 from streamcount.sources.media import open_media
 
 log = logging.getLogger(__name__)

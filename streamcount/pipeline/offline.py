@@ -37,7 +37,7 @@ from streamcount.engine.preprocess import DEFAULT_MAX_SIDE, plan_input_size, pre
 from streamcount.errors import BackendError, InputError, ModelError
 from streamcount.models.card import ModelCard
 from streamcount.models.weights import load_model, resolve_model
-from streamcount.pipeline.messages import Frame, RegionCounts
+from streamcount.messages import Frame, RegionCounts
 from streamcount.pipeline.regions import Region, RegionCounter, load_regions
 from streamcount.sinks.csvsink import CsvSink
 from streamcount.sinks.plot import CountsPlot

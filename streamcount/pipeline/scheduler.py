@@ -6,7 +6,7 @@ such frames skip inference), batches frames of the same model input size across 
 ``max_batch``, waiting at most ``max_wait_ms`` for stragglers), resizes them
 (:func:`~streamcount.engine.preprocess.prepare_frame`), runs the backend, applies the camera's
 :class:`~streamcount.pipeline.regions.RegionCounter` and hands
-:class:`~streamcount.pipeline.messages.RegionCounts` to ``on_counts``.
+:class:`~streamcount.messages.RegionCounts` to ``on_counts``.
 
 Readers never wait for inference: live slots drop their oldest frame; a file's FIFO blocks its
 own reader only. Under overload every camera still gets its turn (longest unserved first), and a
@@ -26,7 +26,7 @@ import numpy as np
 
 from streamcount.engine.base import Backend
 from streamcount.engine.preprocess import plan_input_size, prepare_frame
-from streamcount.pipeline.messages import Frame, RegionCounts
+from streamcount.messages import Frame, RegionCounts
 from streamcount.pipeline.regions import Region, RegionCounter
 from streamcount.sources.health import RateMeter, StreamHealth
 from streamcount.sources.slots import FrameSlot

@@ -43,7 +43,7 @@ from streamcount.engine.base import Backend
 from streamcount.pipeline.aggregate import RegionAggregator
 from streamcount.pipeline.alerts import EventIds
 from streamcount.pipeline.bus import EventBus
-from streamcount.pipeline.messages import (CountState, CountUpdate, Frame, RegionCounts,
+from streamcount.messages import (CountState, CountUpdate, Frame, RegionCounts,
                                            StatsEvent, StatusEvent, region_state)
 from streamcount.pipeline.regions import ALL, Region, regions_from_specs
 from streamcount.pipeline.scheduler import Scheduler

@@ -9,7 +9,7 @@ stream was unhealthy have no rows. An existing file is appended to (its header i
 restart continues the series.
 
 The sink runs on its own event-bus thread and receives
-:class:`~streamcount.pipeline.messages.RegionCounts`; other events and cameras that were not
+:class:`~streamcount.messages.RegionCounts`; other events and cameras that were not
 added are ignored.
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from streamcount.pipeline.messages import RegionCounts
+from streamcount.messages import RegionCounts
 from streamcount.sinks.csvsink import HEADER
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from streamcount.pipeline.messages import RegionCounts
+from streamcount.messages import RegionCounts
 
 log = logging.getLogger(__name__)
 

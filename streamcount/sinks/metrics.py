@@ -40,7 +40,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from streamcount.console.auth import HttpAuth
-from streamcount.pipeline.messages import AlertEvent, CountState, CountUpdate, region_state
+from streamcount.messages import AlertEvent, CountState, CountUpdate, region_state
 
 if TYPE_CHECKING:
     from streamcount.console.routes import Console

@@ -53,7 +53,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from streamcount.config.schema import MqttConfig
-from streamcount.pipeline.messages import (AlertEvent, CountState, CountUpdate, StatsEvent,
+from streamcount.messages import (AlertEvent, CountState, CountUpdate, StatsEvent,
                                            StatusEvent)
 from streamcount.sinks.spool import Spool
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from streamcount.pipeline.messages import RegionCounts
+from streamcount.messages import RegionCounts
 from streamcount.pipeline.regions import ALL
 
 log = logging.getLogger(__name__)

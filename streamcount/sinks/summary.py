@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamcount.pipeline.messages import RegionCounts
+from streamcount.messages import RegionCounts
 
 
 @dataclass

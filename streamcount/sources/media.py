@@ -1,5 +1,5 @@
 """Offline inputs for ``streamcount count``: a video file, an image, a folder of images or a
-stream URL, decoded on a reader thread into :class:`~streamcount.pipeline.messages.Frame`
+stream URL, decoded on a reader thread into :class:`~streamcount.messages.Frame`
 messages behind a bounded queue.
 
 Files are read losslessly (the reader blocks when the queue is full); a stream URL drops the
@@ -26,7 +26,7 @@ import numpy as np
 
 from streamcount.config.redact import redact
 from streamcount.errors import InputError
-from streamcount.pipeline.messages import Frame
+from streamcount.messages import Frame
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Sources: RTSP (TCP by default), HTTP(S) MJPEG/HLS and other stream URLs, video f
 (``/dev/videoN``).
 
 The reader is an explicit state machine (:class:`SourceState`); every transition is published
-as a :class:`~streamcount.pipeline.messages.StatusEvent` through ``on_status``::
+as a :class:`~streamcount.messages.StatusEvent` through ``on_status``::
 
     CONNECTING ──first frame──► STREAMING ──EOF / error / stall──► RECONNECTING ─┐
         │  └─open failed──────────────────────────────────────────► RECONNECTING │
@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from streamcount.config.redact import redact
-from streamcount.pipeline.messages import Frame, StatusEvent
+from streamcount.messages import Frame, StatusEvent
 from streamcount.sources.backoff import Backoff
 from streamcount.sources.health import RateMeter
 from streamcount.sources.slots import FrameSlot

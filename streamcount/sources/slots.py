@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from streamcount.pipeline.messages import Frame
+from streamcount.messages import Frame
 
 
 class FrameSlot(Protocol):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streamcount.console.state import HISTORY_S, ConsoleState
-from streamcount.pipeline.messages import AlertEvent, CountState, CountUpdate
+from streamcount.messages import AlertEvent, CountState, CountUpdate
 
 
 def test_history_is_bounded_and_keeps_unknown_gaps() -> None:

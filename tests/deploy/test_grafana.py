@@ -8,7 +8,7 @@ import re
 import urllib.request
 from pathlib import Path
 
-from streamcount.pipeline.messages import AlertEvent, CountState, CountUpdate
+from streamcount.messages import AlertEvent, CountState, CountUpdate
 from streamcount.sinks.metrics import MetricsServer
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "streamcount.json"

@@ -17,7 +17,7 @@ import pytest
 from streamcount.config.schema import AlertRule, MqttConfig, SmoothingConfig, TlsConfig
 from streamcount.pipeline.aggregate import RegionAggregator
 from streamcount.pipeline.alerts import EventIds
-from streamcount.pipeline.messages import (AlertEvent, CountState, CountUpdate, StatsEvent,
+from streamcount.messages import (AlertEvent, CountState, CountUpdate, StatsEvent,
                                            StatusEvent)
 from streamcount.sinks.mqtt import MqttSink
 

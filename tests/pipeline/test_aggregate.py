@@ -9,7 +9,7 @@ import pytest
 from streamcount.config.schema import AlertRule, SmoothingConfig
 from streamcount.pipeline.aggregate import (EmaSmoother, MedianSmoother, NoSmoother,
                                             RegionAggregator, make_smoother)
-from streamcount.pipeline.messages import CountState
+from streamcount.messages import CountState
 
 
 def test_ema_rise_and_fall_time_constants() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from streamcount.config.schema import AlertRule
 from streamcount.pipeline.alerts import NORMAL, UNKNOWN, AlertMachine, EventIds
-from streamcount.pipeline.messages import AlertEvent
+from streamcount.messages import AlertEvent
 
 WARN = AlertRule(level="warning", above=40, for_s=10, below=30, clear_s=10)
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from streamcount.pipeline.bus import EventBus, is_droppable
-from streamcount.pipeline.messages import AlertEvent, CountState, CountUpdate, StatusEvent
+from streamcount.messages import AlertEvent, CountState, CountUpdate, StatusEvent
 from streamcount.sinks.base import Sink
 
 

@@ -14,7 +14,7 @@ from streamcount.config.schema import AlertRule, RegionConfig, SmoothingConfig
 from streamcount.pipeline.aggregate import RegionAggregator
 from streamcount.pipeline.density import (CalibrationError, ground_area, homography,
                                           los_letter)
-from streamcount.pipeline.messages import CountUpdate, CountState, region_state
+from streamcount.messages import CountUpdate, CountState, region_state
 from streamcount.sinks.mqtt import count_payload
 
 #: a 4 m wide, 10 m deep floor rectangle seen in perspective: a symmetric trapezoid

@@ -14,7 +14,7 @@ import torch
 from streamcount.engine.torch_cpu import TorchBackend
 from streamcount.models.card import ModelCard
 from streamcount.models.registry import build
-from streamcount.pipeline.messages import Frame, RegionCounts
+from streamcount.messages import Frame, RegionCounts
 from streamcount.pipeline.regions import Region
 from streamcount.pipeline.scheduler import FrameSampler, Scheduler
 from streamcount.sources.health import StreamHealth

@@ -22,7 +22,7 @@ import pytest
 from streamcount.cli.main import main as cli_main
 from streamcount.config.loader import load_config
 from streamcount.config.schema import ServiceConfig
-from streamcount.pipeline.messages import AlertEvent, CountState, CountUpdate, StatusEvent
+from streamcount.messages import AlertEvent, CountState, CountUpdate, StatusEvent
 from streamcount.pipeline.service import Service
 from tests.integration.rtsp_server import free_port
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from streamcount.pipeline.messages import RegionCounts
+from streamcount.messages import RegionCounts
 from streamcount.sinks.csvsink import CsvSink
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamcount.pipeline.messages import (AlertEvent, CountState, CountUpdate, Frame,
+from streamcount.messages import (AlertEvent, CountState, CountUpdate, Frame,
                                            StatusEvent)
 from streamcount.sinks.jsonl import JsonlSink
 

@@ -12,7 +12,7 @@ from typing import Any
 import prometheus_client
 import pytest
 
-from streamcount.pipeline.messages import AlertEvent, CountState, CountUpdate, StatusEvent
+from streamcount.messages import AlertEvent, CountState, CountUpdate, StatusEvent
 from streamcount.sinks.metrics import MetricsServer
 
 

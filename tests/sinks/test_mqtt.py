@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from streamcount.config.schema import MqttConfig, TlsConfig
-from streamcount.pipeline.messages import AlertEvent, CountState, CountUpdate, StatusEvent
+from streamcount.messages import AlertEvent, CountState, CountUpdate, StatusEvent
 from streamcount.sinks.mqtt import (MqttSink, alert_payload, count_payload, status_payload)
 from streamcount.sinks.spool import Spool
 

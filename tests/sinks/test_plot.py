@@ -6,7 +6,7 @@ from pathlib import Path
 
 import cv2
 
-from streamcount.pipeline.messages import RegionCounts
+from streamcount.messages import RegionCounts
 from streamcount.sinks.plot import CountsPlot
 
 

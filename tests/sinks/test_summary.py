@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamcount.pipeline.messages import RegionCounts
+from streamcount.messages import RegionCounts
 from streamcount.sinks.summary import SummaryBuilder, write_json_atomic
 
 

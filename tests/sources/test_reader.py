@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from streamcount.pipeline.messages import Frame, StatusEvent
+from streamcount.messages import Frame, StatusEvent
 from streamcount.sources.backoff import Backoff
 from streamcount.sources.reader import (TRANSITIONS, CameraReader, ReaderSettings, SourceKind,
                                         SourceState, source_kind)

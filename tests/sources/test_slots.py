@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from streamcount.pipeline.messages import Frame
+from streamcount.messages import Frame
 from streamcount.sources.slots import FifoSlot, LatestSlot
 
 

@@ -1,4 +1,7 @@
-"""Messages passed between pipeline stages: frozen, typed, validated at construction."""
+"""Messages passed between stages: frozen, typed, validated at construction.
+
+They live below every stage (sources, pipeline, sinks, console), so that sources and sinks never
+import the pipeline for them."""
 
 from __future__ import annotations
 
