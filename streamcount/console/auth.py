@@ -17,7 +17,7 @@ import base64
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
+from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs
 
 COOKIE = "streamcount_token"
@@ -75,7 +75,7 @@ class HttpAuth:
         cookie = SimpleCookie()
         try:
             cookie.load(headers.get("Cookie") or "")
-        except Exception:  # a malformed cookie header is just not a credential
+        except CookieError:  # a malformed cookie header is just not a credential
             cookie = SimpleCookie()
         if COOKIE in cookie and self._token_ok(cookie[COOKIE].value):
             return AuthResult(True)
