@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamcount.detect.boxes import Detections
+from streamcount.engine.preprocess import DENSITY_STRIDE, input_coverage
 
 log = logging.getLogger(__name__)
 
@@ -111,17 +112,27 @@ def sparse_frame(density_count: float, detections: int, rule: HybridRule | None 
 def _cells(points: np.ndarray, frame_size: tuple[int, int],
            shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Density-map (row, col) of frame points, clipped to the map."""
-    (fh, fw), (h, w) = frame_size, shape
-    rows = np.clip((points[:, 1] * h / fh).astype(np.int64), 0, h - 1)
-    cols = np.clip((points[:, 0] * w / fw).astype(np.int64), 0, w - 1)
+    sy, sx = _cells_per_pixel(frame_size, shape)
+    h, w = shape
+    rows = np.clip((points[:, 1] * sy).astype(np.int64), 0, h - 1)
+    cols = np.clip((points[:, 0] * sx).astype(np.int64), 0, w - 1)
     return rows, cols
+
+
+def _cells_per_pixel(frame_size: tuple[int, int], shape: tuple[int, int],
+                     stride: int = DENSITY_STRIDE) -> tuple[float, float]:
+    """Density cells per frame pixel, (vertical, horizontal): the map covers the top-left
+    :func:`~streamcount.engine.preprocess.input_coverage` of the frame."""
+    (fh, fw), (h, w) = frame_size, shape
+    cy, cx = input_coverage(frame_size, (h * stride, w * stride))
+    return h / (fh * cy), w / (fw * cx)
 
 
 def _box_masks(boxes: np.ndarray, frame_size: tuple[int, int],
                shape: tuple[int, int]) -> list[tuple[slice, slice]]:
     """Density-map slices covered by each box (outward rounding)."""
-    (fh, fw), (h, w) = frame_size, shape
-    sy, sx = h / fh, w / fw
+    h, w = shape
+    sy, sx = _cells_per_pixel(frame_size, shape)
     out = []
     for x1, y1, x2, y2 in boxes:
         r0, r1 = int(np.floor(y1 * sy)), int(np.ceil(y2 * sy))

@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from streamcount.engine.preprocess import resized_size
+
 #: resize modes accepted by :func:`resize_frames`
 RESIZE_MODES: tuple[str, ...] = ("area", "bilinear")
 
@@ -34,8 +36,9 @@ def check_resize_mode(mode: str) -> str:
 
 
 def resize_frames(frames: torch.Tensor, size: tuple[int, int], mode: str = "area") -> torch.Tensor:
-    """Resize a batch of frames ``N x H x W x C`` (``uint8`` or float, 0-255) to ``size`` =
-    (height, width).
+    """Resize a batch of frames ``N x H x W x C`` (``uint8`` or float, 0-255) by one factor
+    and crop it at the bottom and right to ``size`` = (height, width) (see
+    :func:`streamcount.engine.preprocess.resized_size`).
 
     Returns ``float32`` ``N x h x w x C`` in 0-255 (not rounded), on the input's device and
     contiguous in NHWC, i.e. the input :class:`~streamcount.models.deploy.CountingNet` takes.
@@ -51,10 +54,14 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int], mode: str = "area
     # NHWC memory viewed as NCHW (channels_last strides): no copy before the float conversion
     x = frames.permute(0, 3, 1, 2).float()
     if (h, w) != (th, tw):
-        downscale = th <= h and tw <= w
-        if mode == "area" and downscale:
-            x = F.interpolate(x, size=(th, tw), mode="area")
-        else:
-            x = F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False,
-                              antialias=th < h or tw < w)
+        # one factor for both axes, then the crop to ``size``, exactly as prepare_frame
+        rh, rw = resized_size((h, w), (th, tw))
+        if (rh, rw) != (h, w):
+            downscale = rh <= h and rw <= w
+            if mode == "area" and downscale:
+                x = F.interpolate(x, size=(rh, rw), mode="area")
+            else:
+                x = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False,
+                                  antialias=rh < h or rw < w)
+        x = x[:, :, :th, :tw]
     return x.permute(0, 2, 3, 1).contiguous()

@@ -377,7 +377,7 @@ class _Run:
         self.model_path: Path | None = None
         self.t_infer_start: float | None = None
         self.input_sizes: dict[tuple[int, int], int] = {}
-        self._counters: dict[tuple[int, int], RegionCounter] = {}
+        self._counters: dict[tuple[tuple[int, int], tuple[int, int]], RegionCounter] = {}
         self._annotate = annotate
         self._video: AnnotatedVideoSink | None = None
         self.method_counter = counter
@@ -423,10 +423,11 @@ class _Run:
                      size[1], size[0], w, h, choice.person_height)
             self.density_size = size
 
-    def counter(self, size: tuple[int, int]) -> RegionCounter:
-        c = self._counters.get(size)
+    def counter(self, size: tuple[int, int], frame_hw: tuple[int, int]) -> RegionCounter:
+        c = self._counters.get((frame_hw, size))
         if c is None:
-            c = self._counters[size] = RegionCounter(self.regions, size, self.card.output_stride)
+            c = self._counters[(frame_hw, size)] = RegionCounter(
+                self.regions, size, self.card.output_stride, frame_hw)
         return c
 
     def process(self, batch: Batch) -> None:
@@ -438,7 +439,6 @@ class _Run:
             size = self.density_size
             densities = self.backend.infer(np.stack([self.density_input(f.image)
                                                      for f in batch.frames]))
-        counter = self.counter(size)
         self.input_sizes[size] = self.input_sizes.get(size, 0) + len(batch.frames)
         methods: list[str | None] = [None] * len(batch.frames)
         boxes: list[np.ndarray | None] = [None] * len(batch.frames)
@@ -453,7 +453,8 @@ class _Run:
         for frame, density, count_map, method, people in zip(
                 batch.frames, densities, maps, methods, boxes, strict=True):
             counts = RegionCounts(camera=frame.camera, index=frame.index, pts_s=frame.pts_s,
-                                  wall_ts=frame.wall_ts, counts=counter.count(count_map),
+                                  wall_ts=frame.wall_ts,
+                                  counts=self.counter(size, frame.image.shape[:2]).count(count_map),
                                   file=frame.file, method=method)
             self.csv.write(counts)
             self.summary.add(counts)

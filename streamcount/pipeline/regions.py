@@ -24,6 +24,7 @@ import yaml
 from pydantic import ValidationError
 
 from streamcount.config.regions import RegionSpec, RegionsFile
+from streamcount.engine.preprocess import input_coverage
 from streamcount.errors import RegionError
 
 log = logging.getLogger(__name__)
@@ -299,10 +300,17 @@ def _inside(pts: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return inside
 
 
-def region_mask(polygon: Sequence[Point], height: int, width: int) -> np.ndarray:
+def region_mask(polygon: Sequence[Point], height: int, width: int,
+                coverage: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
     """Fractional-area mask (float32, ``height x width``) of a relative-coordinate polygon on a
-    grid of cells covering the frame: each value is the exact fraction of the cell inside."""
-    pts = np.asarray(polygon, dtype=np.float64) * np.array([width, height], dtype=np.float64)
+    grid of cells covering the top-left ``coverage`` = (vertical, horizontal) fraction of the
+    frame (see :func:`streamcount.engine.preprocess.input_coverage`; the whole frame by
+    default): each value is the exact fraction of the cell inside."""
+    cy, cx = coverage
+    if not (0 < cy <= 1 and 0 < cx <= 1):
+        raise ValueError(f"coverage must be in (0, 1], got {coverage}")
+    pts = np.asarray(polygon, dtype=np.float64) * np.array([width / cx, height / cy],
+                                                           dtype=np.float64)
     if polygon_area([tuple(p) for p in pts]) < 0:
         pts = pts[::-1]
     # cells the boundary does not touch are entirely inside or outside: test their centres
@@ -322,12 +330,16 @@ class RegionCounter:
 
     Masks (``masks[name]``, float32 at density resolution) are computed once at construction;
     a region's count is ``(density * mask).sum()`` and ``all`` is the whole-frame sum.
+    ``frame_hw`` is the size of the frames the inputs were prepared from: the input covers the
+    top-left :func:`~streamcount.engine.preprocess.input_coverage` of them (None: all of it).
     """
 
-    def __init__(self, regions: Sequence[Region], input_hw: tuple[int, int], stride: int) -> None:
+    def __init__(self, regions: Sequence[Region], input_hw: tuple[int, int], stride: int,
+                 frame_hw: tuple[int, int] | None = None) -> None:
         self.regions = tuple(regions)
         self.input_hw = (int(input_hw[0]), int(input_hw[1]))
         self.stride = int(stride)
+        self.coverage = (1.0, 1.0) if frame_hw is None else input_coverage(frame_hw, self.input_hw)
         self.density_hw = (self.input_hw[0] // self.stride, self.input_hw[1] // self.stride)
         self.masks: dict[str, np.ndarray] = {}
         self._matrix = np.zeros((0, 0))
@@ -335,7 +347,8 @@ class RegionCounter:
 
     def _build(self, hw: tuple[int, int]) -> None:
         self.density_hw = hw
-        self.masks = {r.name: region_mask(r.polygon, *hw) for r in self.regions}
+        self.masks = {r.name: region_mask(r.polygon, *hw, coverage=self.coverage)
+                      for r in self.regions}
         n = hw[0] * hw[1]
         self._matrix = (np.stack([m.reshape(n) for m in self.masks.values()]).astype(np.float64)
                         if self.masks else np.zeros((0, n)))

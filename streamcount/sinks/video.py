@@ -15,6 +15,7 @@ import av
 import cv2
 import numpy as np
 
+from streamcount.engine.preprocess import DENSITY_STRIDE, input_coverage
 from streamcount.pipeline.regions import ALL, Region
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,12 @@ class HeatmapRenderer:
         d = np.maximum(density.astype(np.float32), 0.0)
         frame_peak = float(d.max()) if d.size else 0.0
         self._peak = max(frame_peak, 0.98 * self._peak, 1e-4)
-        level = np.clip(cv2.resize(d, (w, h), interpolation=cv2.INTER_LINEAR) / self._peak, 0, 1)
+        # the density map covers the top-left input_coverage of the frame (the input's crop)
+        cy, cx = input_coverage((h, w), (d.shape[0] * DENSITY_STRIDE, d.shape[1] * DENSITY_STRIDE))
+        dh, dw = min(h, int(round(h * cy))), min(w, int(round(w * cx)))
+        level = np.zeros((h, w), np.float32)
+        level[:dh, :dw] = np.clip(cv2.resize(d, (dw, dh), interpolation=cv2.INTER_LINEAR)
+                                  / self._peak, 0, 1)
         heat = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET)
         weight = (self.alpha * np.sqrt(level))[..., None]
         out = (image.astype(np.float32) * (1 - weight) + heat.astype(np.float32) * weight)

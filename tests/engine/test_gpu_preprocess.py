@@ -9,6 +9,7 @@ import torch
 
 from streamcount.bench.parity import counts_of, mean_abs_rel_diff
 from streamcount.engine.gpu_preprocess import resize_frames
+from streamcount.engine.preprocess import prepare_frame, resized_size
 from streamcount.engine.torch_cpu import TorchBackend
 from streamcount.models.deploy import CountingNet
 from tests.engine.gpu_parity_support import cpu_batch, load_mcnn_b, shanghaitech_images
@@ -40,11 +41,13 @@ def test_area_exact_2x_matches_cv2_inter_area() -> None:
 
 @pytest.mark.parametrize("mode", ["area", "bilinear"])
 def test_fractional_downscale_is_close_to_cv2(mode: str) -> None:
-    """A 1.63x downscale: closer to INTER_AREA than OpenCV's own INTER_LINEAR is."""
+    """A 1.67x downscale then a crop to whole cells: closer to the CPU path (INTER_AREA,
+    :func:`prepare_frame`) than OpenCV's own INTER_LINEAR is."""
     img = _textured(300, 400, seed=2)
-    ours = resize_frames(torch.from_numpy(img[None]), (184, 240), mode)[0].numpy()
-    ref = cv2.resize(img, (240, 184), interpolation=cv2.INTER_AREA).astype(np.float32)
-    lin = cv2.resize(img, (240, 184), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    ours = resize_frames(torch.from_numpy(img[None]), (176, 240), mode)[0].numpy()
+    ref = prepare_frame(img, (176, 240)).astype(np.float32)
+    assert resized_size((300, 400), (176, 240)) == (180, 240)  # one factor, 4 rows cropped
+    lin = cv2.resize(img, (240, 180), interpolation=cv2.INTER_LINEAR)[:176].astype(np.float32)
     assert np.abs(ours - ref).mean() < np.abs(lin - ref).mean()
     # and the overall brightness is preserved (what a density count integrates)
     assert abs(float(ours.mean()) - float(ref.mean())) < 0.5

@@ -261,6 +261,9 @@ async function refreshHeat() {
   const d = await res.json();
   const c = $("heat");
   c.width = d.width; c.height = d.height;
+  // the map covers the top-left part of the frame (the model input is cropped to whole cells)
+  const [cx, cy] = d.coverage || [1, 1];
+  c.style.width = `${100 * cx}%`; c.style.height = `${100 * cy}%`;
   const ctx = c.getContext("2d");
   const img = ctx.createImageData(d.width, d.height);
   for (let i = 0; i < d.values.length; i++) {
