@@ -82,13 +82,17 @@ class CountUpdate:
     los: str | None = None
     #: the region's floor area (m²), None when uncalibrated
     area_m2: float | None = None
+    #: how the frame was counted: "detect", "density" or "hybrid" (None: unknown count, or
+    #: a service without a counting method)
+    method: str | None = None
 
 
 def region_state(u: CountUpdate) -> dict[str, object]:
-    """A region's entry in the state API: count, raw, state, reason, level, ts, and density,
-    los and area_m2 for a region with a floor area."""
+    """A region's entry in the state API: count, raw, state, reason, level, ts, method, and
+    density, los and area_m2 for a region with a floor area."""
     out: dict[str, object] = {"count": u.count, "raw": u.raw, "state": u.state.value,
-                              "reason": u.reason, "level": u.level, "ts": u.ts}
+                              "reason": u.reason, "level": u.level, "ts": u.ts,
+                              "method": u.method}
     if u.area_m2 is not None:
         out.update(density=u.density, los=u.los, area_m2=u.area_m2)
     return out

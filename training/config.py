@@ -98,6 +98,9 @@ class RunCfg(_Strict):
     batch_size: int = 1
     seed: int = 0
     max_minutes: float | None = None
+    #: what max_minutes and schedule_minutes count: ``wall`` time, or ``cpu`` = this process's
+    #: CPU seconds / threads (= wall on an idle machine; fair budgets on a shared one)
+    clock: Literal["wall", "cpu"] = "wall"
     max_iters: int | None = None  # stop after this many iterations in this process (tests)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     threads: int | None = None

@@ -519,7 +519,16 @@ class CameraConfig(_Model):
                                     "/dev/videoN or a video file")
     loop: bool = Field(False, description="replay a file source forever")
     fps: float = Field(2.0, gt=0, description="inferences per second")
-    max_side: int | None = Field(None, ge=32)
+    max_side: int | None = Field(None, ge=32, description="largest model-input side; set "
+                                                           "(e.g. by streamcount calibrate), it "
+                                                           "wins over scale: auto")
+    counting: Literal["auto", "density", "detect"] = Field(
+        "auto", description="auto: detection where people are few and clearly visible, "
+                            "density elsewhere (the hybrid rule); density; detect")
+    scale: Literal["auto", "off"] = Field(
+        "auto", description="auto: the density model's input scaled so people are about as "
+                            "tall as it counts best, from the detector's person heights "
+                            "(updated slowly; not used when max_side is set)")
     enabled: bool = True
     regions: list[RegionConfig] = Field(default_factory=list)
     smoothing: SmoothingConfig | None = None

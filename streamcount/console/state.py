@@ -4,7 +4,8 @@ latest frame and density map, a bounded count history per region and the recent 
 :class:`ConsoleState` is an event-bus sink (count updates, alerts) and receives the latest
 processed frame and density map of each camera from the scheduler thread
 (:meth:`ConsoleState.set_frame`: a reference is stored, no copy; the JPEG is encoded when a
-browser asks for it).
+browser asks for it), with the boxes of the people its counting method counted by detection
+(drawn over the frame on the camera page).
 
 History is at most one point per ``HISTORY_STEP_S`` per region and at most ``HISTORY_S``
 seconds long (an hour by default): ``3600`` points per region at most, whatever the fps.
@@ -37,6 +38,7 @@ JPEG_QUALITY = 80
 class _Latest:
     frame: Frame
     density: np.ndarray
+    boxes: np.ndarray | None = None  # K x 4 frame pixels, people counted by detection
     jpeg: bytes | None = None
 
 
@@ -68,10 +70,13 @@ class ConsoleState:
 
     # -- inputs ----------------------------------------------------------------------------------
 
-    def set_frame(self, camera: str, frame: Frame, density: np.ndarray) -> None:
-        """The latest processed frame of ``camera`` and its density map (scheduler thread)."""
+    def set_frame(self, camera: str, frame: Frame, density: np.ndarray,
+                  boxes: np.ndarray | None = None) -> None:
+        """The latest processed frame of ``camera``, its density map and the boxes (K x 4
+        ``x1, y1, x2, y2`` frame pixels) of the people counted by detection, None when the frame
+        was counted by density alone (scheduler thread)."""
         with self._lock:
-            self._latest[camera] = _Latest(frame, density)
+            self._latest[camera] = _Latest(frame, density, boxes)
 
     def handle(self, event: object) -> None:
         """Bus events: count updates feed the history, alert events the alert list."""
@@ -108,8 +113,10 @@ class ConsoleState:
         return latest.jpeg or None
 
     def density(self, camera: str) -> dict[str, object] | None:
-        """The latest density map: ``{width, height, max, sum, values}`` with ``values`` the
-        row-major cells scaled to 0-255 of ``max`` (a heat map needs no more precision)."""
+        """The latest density map: ``{width, height, max, sum, values, boxes}`` with ``values``
+        the row-major cells scaled to 0-255 of ``max`` (a heat map needs no more precision) and
+        ``boxes`` the people counted by detection as ``[x1, y1, x2, y2]`` fractions of the
+        frame (None: counted by density alone)."""
         with self._lock:
             latest = self._latest.get(camera)
         if latest is None:
@@ -120,7 +127,9 @@ class ConsoleState:
         return {"width": int(d.shape[1]), "height": int(d.shape[0]), "max": top,
                 "sum": float(d.sum()), "ts": latest.frame.wall_ts,
                 "frame": [int(latest.frame.image.shape[1]), int(latest.frame.image.shape[0])],
-                "values": scaled.reshape(-1).tolist()}
+                "values": scaled.reshape(-1).tolist(),
+                "boxes": None if latest.boxes is None else _relative(latest.boxes,
+                                                                     latest.frame.image.shape)}
 
     def preview(self, camera: str, polygon: Sequence[tuple[float, float]]) -> float | None:
         """The count a (validated, relative) polygon would have on the latest density map."""
@@ -143,3 +152,10 @@ class ConsoleState:
         return [{"id": e.id, "camera": e.camera, "region": e.region, "level": e.level,
                  "previous": e.previous, "count": e.count, "threshold": e.threshold,
                  "ts": e.ts, "renotify": e.renotify} for e in reversed(events[-limit:])]
+
+
+def _relative(boxes: np.ndarray, shape: tuple[int, ...]) -> list[list[float]]:
+    """Pixel boxes as ``[x1, y1, x2, y2]`` fractions of a frame of ``shape`` (4 decimals)."""
+    h, w = shape[:2]
+    scaled = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / [w, h, w, h]
+    return np.clip(scaled, 0.0, 1.0).round(4).tolist()

@@ -145,9 +145,10 @@ class RegionAggregator:
         return {"density": density, "los": los_letter(density, self.los_table),
                 "area_m2": self.area_m2}
 
-    def update(self, raw: float | None, ts: float, reason: str | None = None
-               ) -> tuple[CountUpdate, list[AlertEvent]]:
-        """Feed one raw count (``None`` = the stream is unhealthy, ``reason`` says why).
+    def update(self, raw: float | None, ts: float, reason: str | None = None,
+               method: str | None = None) -> tuple[CountUpdate, list[AlertEvent]]:
+        """Feed one raw count (``None`` = the stream is unhealthy, ``reason`` says why;
+        ``method`` how it was counted: detect, density or hybrid).
 
         Returns:
             The region's :class:`CountUpdate` and the alert events it caused.
@@ -165,7 +166,7 @@ class RegionAggregator:
         events = self.alerts.update(count, ts)
         update = CountUpdate(camera=self.camera, region=self.region, ts=ts, raw=float(raw),
                              count=count, state=CountState.OK, reason=None,
-                             level=self._level(), **self._density(count))
+                             level=self._level(), method=method, **self._density(count))
         return update, events
 
     def _level(self) -> str | None:

@@ -8,6 +8,11 @@ such frames skip inference), batches frames of the same model input size across 
 :class:`~streamcount.pipeline.regions.RegionCounter` and hands
 :class:`~streamcount.messages.RegionCounts` to ``on_counts``.
 
+A camera with a :class:`~streamcount.pipeline.counting.CameraCounting` is counted by its method
+(``auto``: the hybrid detect/density rule, ``density``, ``detect``): the person detector runs
+on the batch's frames that need it (one ``detect`` call per batch, created on first use) and its
+count map replaces the density map; the camera's automatic scale sets its model input size.
+
 Readers never wait for inference: live slots drop their oldest frame; a file's FIFO blocks its
 own reader only. Under overload every camera still gets its turn (longest unserved first), and a
 live frame's age stays bounded by one inference round because only the newest frame is kept.
@@ -21,12 +26,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from streamcount.engine.base import Backend
 from streamcount.engine.preprocess import plan_input_size, prepare_frame
 from streamcount.messages import Frame, RegionCounts
+from streamcount.pipeline.counting import CameraCounting
 from streamcount.pipeline.regions import Region, RegionCounter
 from streamcount.sources.health import RateMeter, StreamHealth
 from streamcount.sources.slots import FrameSlot
@@ -89,6 +96,7 @@ class _Feed:
     max_side: int | None
     regions: tuple[Region, ...]
     health: StreamHealth | None
+    counting: CameraCounting | None = None
     counters: dict[tuple[int, int], RegionCounter] = field(default_factory=dict)
     processed: int = 0
     skipped: int = 0
@@ -109,7 +117,9 @@ class _Item:
 CountsCallback = Callable[[RegionCounts, Frame], None]
 UnhealthyCallback = Callable[[str, Frame, str], None]
 BatchCallback = Callable[[float, int], None]
-DensityCallback = Callable[[str, Frame, np.ndarray], None]
+#: ``(camera, frame, density, boxes)``: ``boxes`` K x 4 frame pixels of the people counted by
+#: detection (None when the camera's frame was counted by density alone)
+DensityCallback = Callable[[str, Frame, np.ndarray, "np.ndarray | None"], None]
 
 
 class Scheduler:
@@ -121,10 +131,15 @@ class Scheduler:
         on_unhealthy: called with ``(camera, frame, reason)`` for a frame that failed its
             health check (no inference was run).
         on_batch: called with ``(latency_s, batch_size)`` after every ``infer``.
-        on_density: called with ``(camera, frame, density)`` for each processed frame before
-            ``on_counts`` (the operator console keeps the latest one per camera).
+        on_density: called with ``(camera, frame, density, boxes)`` for each processed frame
+            before ``on_counts`` (the operator console keeps the latest one per camera);
+            ``boxes`` are the people counted by detection (None: density only).
         max_batch: frames per ``infer`` call.
         max_wait_ms: how long a ready frame may wait for others to fill a batch.
+        detector: the person detector for cameras counted with detection (default: the
+            packaged one, created on first use with ``detector_threads``; if it cannot be
+            loaded, every camera is counted by density and the reason is logged once).
+        detector_threads: inference threads of the default detector.
         clock, wall: monotonic and wall clocks (injectable for tests).
     """
 
@@ -132,7 +147,9 @@ class Scheduler:
                  on_unhealthy: UnhealthyCallback | None = None,
                  on_batch: BatchCallback | None = None,
                  on_density: DensityCallback | None = None, max_batch: int = 4,
-                 max_wait_ms: float = 20.0, clock: Callable[[], float] = time.monotonic,
+                 max_wait_ms: float = 20.0, detector: Any = None,
+                 detector_threads: int | None = None,
+                 clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -145,6 +162,10 @@ class Scheduler:
         self.max_wait_s = max_wait_ms / 1000.0
         self._clock = clock
         self._wall = wall
+        self._detector = detector
+        self._detector_threads = detector_threads
+        self.detector_error: str | None = None
+        self.detect_frames = 0
         self._feeds: dict[str, _Feed] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -160,11 +181,14 @@ class Scheduler:
 
     def add_camera(self, name: str, slot: FrameSlot, *, fps: float,
                    regions: Sequence[Region] = (), max_side: int | None = None,
-                   media_clock: bool = False, health: StreamHealth | None = None) -> None:
+                   media_clock: bool = False, health: StreamHealth | None = None,
+                   counting: CameraCounting | None = None) -> None:
         """Register a camera. ``media_clock``: sample by the frames' media time (files)
-        instead of the wall clock (live sources)."""
+        instead of the wall clock (live sources). ``counting``: its counting method and
+        automatic scale (None: density at ``max_side``)."""
         feed = _Feed(name=name, slot=slot, sampler=FrameSampler(fps), media_clock=media_clock,
-                     max_side=max_side, regions=tuple(regions), health=health)
+                     max_side=max_side, regions=tuple(regions), health=health,
+                     counting=counting)
         with self._lock:
             if name in self._feeds:
                 raise ValueError(f"camera {name!r} is already scheduled")
@@ -301,7 +325,10 @@ class Scheduler:
                         self._call(self._on_unhealthy, feed.name, frame, reason)
                     continue
             h, w = frame.image.shape[:2]
-            size = plan_input_size(h, w, feed.max_side, self.backend.card.input_multiple)
+            side = feed.max_side
+            if feed.counting is not None and side is not None:
+                side = feed.counting.input_side(h, w, side)
+            size = plan_input_size(h, w, side, self.backend.card.input_multiple)
             items.append(_Item(feed, frame, size))
         return items
 
@@ -335,8 +362,9 @@ class Scheduler:
         if self._on_batch is not None:
             self._call(self._on_batch, latency, len(items))
         stride = self.backend.card.output_stride
+        people = self._detect(items)
         now, wall = self._clock(), self._wall()
-        for it, density in zip(items, densities, strict=True):
+        for it, density, dets in zip(items, densities, people, strict=True):
             feed = it.feed
             with self._lock:
                 if self._feeds.get(feed.name) is not feed:
@@ -345,17 +373,49 @@ class Scheduler:
             if counter is None:
                 counter = feed.counters[size] = RegionCounter(feed.regions, size, stride)
             density = np.asarray(density, dtype=np.float32)
-            counts = counter.count(density)
             frame = it.frame
+            method: str | None = None
+            boxes: np.ndarray | None = None
+            if feed.counting is None:
+                counts = counter.count(density)
+            else:
+                result = feed.counting.count(frame.image, density, dets, size)
+                counts = counter.count(result.count_map)
+                method = result.method
+                boxes = result.counted.boxes if result.method != "density" else None
             if self._on_density is not None:
-                self._call(self._on_density, feed.name, frame, density)
+                self._call(self._on_density, feed.name, frame, density, boxes)
             feed.processed += 1
             feed.rate.tick(now)
             feed.ages.append(max(0.0, wall - frame.wall_ts))
             feed.last_processed_ts = wall
             rc = RegionCounts(camera=feed.name, index=frame.index, pts_s=frame.pts_s,
-                              wall_ts=frame.wall_ts, counts=counts, file=frame.file)
+                              wall_ts=frame.wall_ts, counts=counts, file=frame.file,
+                              method=method)
             self._call(self._on_counts, rc, frame)
+
+    def _detect(self, items: list[_Item]) -> list[Any]:
+        """Detections of the items whose camera needs them now (None for the others), from
+        one ``detect`` call."""
+        want = [i for i, it in enumerate(items)
+                if it.feed.counting is not None and it.feed.counting.wants_detection()]
+        out: list[Any] = [None] * len(items)
+        if not want or self.detector_error is not None:
+            return out
+        if self._detector is None:
+            from streamcount.detect.detector import Detector
+            from streamcount.errors import UserError
+            try:
+                self._detector = Detector(threads=self._detector_threads)
+            except UserError as e:
+                self.detector_error = str(e)
+                log.error("person detector unavailable, counting by density: %s", e)
+                return out
+        found = self._detector.detect([items[i].frame.image for i in want])
+        self.detect_frames += len(want)
+        for i, dets in zip(want, found, strict=True):
+            out[i] = dets
+        return out
 
     @staticmethod
     def _call(fn: Callable[..., None], *args: object) -> None:

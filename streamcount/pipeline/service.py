@@ -15,6 +15,12 @@ Events (:class:`CountUpdate`, :class:`AlertEvent`, :class:`StatusEvent`, periodi
 per-frame :class:`RegionCounts` go to a second bus feeding the per-camera CSV files
 (``sinks.csv_dir`` + ``csv: true``).
 
+Each camera is counted by its ``counting`` method (``auto``: detection where people are few and
+clearly visible, density elsewhere) with its automatic ``scale``
+(:class:`~streamcount.pipeline.counting.CameraCounting`, kept across reloads that leave those
+settings alone); its count updates say which ``method`` counted them, and its status shows the
+method and the scale in use. An explicit camera ``max_side`` turns the automatic scale off.
+
 While a camera is unhealthy (offline, stalled, black, uniform, frozen) its regions are updated
 with ``raw=None`` and the reason, so counts read ``unknown`` and no alert rule is evaluated.
 
@@ -41,6 +47,7 @@ from streamcount.config.redact import redact
 from streamcount.config.schema import CameraConfig, ServiceConfig
 from streamcount.engine.base import Backend
 from streamcount.pipeline.aggregate import RegionAggregator
+from streamcount.pipeline.counting import CameraCounting
 from streamcount.pipeline.alerts import EventIds
 from streamcount.pipeline.bus import EventBus
 from streamcount.messages import (CountState, CountUpdate, Frame, RegionCounts,
@@ -120,6 +127,7 @@ class _Camera:
     pipe: _Pipeline
     reader_key: ReaderSettings
     pipeline_key: tuple[Any, ...]
+    counting: CameraCounting | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     updates: dict[str, CountUpdate] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
@@ -218,7 +226,8 @@ class Service:
             backend, self._on_counts, on_unhealthy=self._on_unhealthy,
             on_batch=self._on_batch, on_density=self._on_density,
             max_batch=self.config.inference.max_batch,
-            max_wait_ms=self.config.inference.max_wait_ms)
+            max_wait_ms=self.config.inference.max_wait_ms,
+            detector_threads=self.config.inference.threads)
         self._running = True
         self._started_mono = time.monotonic()
         try:
@@ -359,10 +368,16 @@ class Service:
     def _schedule(self, camera: _Camera, config: ServiceConfig) -> None:
         assert self.scheduler is not None
         pipe = camera.pipe
+        cam = pipe.cfg
+        old = camera.counting
+        if old is None or (old.method, old.fixed_max_side, old.auto_scale) != (
+                cam.counting, cam.max_side, cam.scale == "auto" and cam.max_side is None):
+            camera.counting = CameraCounting(cam.counting, cam.scale,
+                                             fixed_max_side=cam.max_side)
         self.scheduler.add_camera(
-            camera.name, camera.slot, fps=pipe.cfg.fps, regions=pipe.regions,
-            max_side=config.camera_max_side(pipe.cfg), media_clock=camera.is_file,
-            health=pipe.health)
+            camera.name, camera.slot, fps=cam.fps, regions=pipe.regions,
+            max_side=config.camera_max_side(cam), media_clock=camera.is_file,
+            health=pipe.health, counting=camera.counting)
 
     def _remove_camera(self, name: str, reason: str) -> None:
         with self._cams_lock:
@@ -468,8 +483,9 @@ class Service:
             return self._cameras.get(name)
 
     def _publish_update(self, camera: _Camera, raw: float | None, ts: float,
-                        reason: str | None, region: str, agg: RegionAggregator) -> None:
-        update, events = agg.update(raw, ts, reason)
+                        reason: str | None, region: str, agg: RegionAggregator,
+                        method: str | None = None) -> None:
+        update, events = agg.update(raw, ts, reason, method)
         camera.updates[region] = update
         self.bus.publish(update)
         if agg.alerts.levels:  # a region without rules has no alerts to report
@@ -511,7 +527,7 @@ class Service:
                 raw = counts.counts.get(region)
                 self._publish_update(camera, raw, frame.wall_ts,
                                      None if raw is not None else "region not counted",
-                                     region, agg)
+                                     region, agg, counts.method)
         self._frame_bus.publish(counts)
 
     def _on_unhealthy(self, name: str, frame: Frame, reason: str) -> None:
@@ -520,10 +536,11 @@ class Service:
         if camera is not None:
             self._mark_unknown(camera, reason, frame.wall_ts, force=True)
 
-    def _on_density(self, name: str, frame: Frame, density: Any) -> None:
-        """The latest processed frame and density map of a camera (scheduler thread)."""
+    def _on_density(self, name: str, frame: Frame, density: Any, boxes: Any = None) -> None:
+        """The latest processed frame, density map and people counted by detection of a
+        camera (scheduler thread)."""
         if self.console_state is not None:
-            self.console_state.set_frame(name, frame, density)
+            self.console_state.set_frame(name, frame, density, boxes)
 
     def _on_batch(self, latency_s: float, size: int) -> None:
         if self.metrics is not None:
@@ -556,8 +573,10 @@ class Service:
         self._last_stats = time.monotonic()
         snap = self.snapshot()
         keys = ("state", "health", "decode_fps", "processed_fps", "dropped", "reconnects",
-                "last_frame_age_s", "frame_age_p50_s")
-        cameras = {n: {k: c.get(k) for k in keys} for n, c in snap["cameras"].items()}
+                "last_frame_age_s", "frame_age_p50_s", "method")
+        cameras = {n: {**{k: c.get(k) for k in keys},
+                       "scale": (c.get("scale") or {}).get("scale")}
+                   for n, c in snap["cameras"].items()}
         inf = snap.get("inference", {})
         service = {k: v for k, v in inf.items() if isinstance(v, (int, float, str)) or v is None}
         if self.shard is not None:
@@ -619,6 +638,7 @@ class Service:
                 "frame_age_p95_s": f.age_p95_s if f else None,
                 "frame_age_max_s": f.age_max_s if f else None,
                 "started_at": camera.started_at,
+                **(camera.counting.state() if camera.counting is not None else {}),
                 "regions": regions,
             }
         return out

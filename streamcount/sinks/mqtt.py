@@ -90,7 +90,8 @@ def count_payload(u: CountUpdate) -> dict[str, Any]:
     """The JSON object published for a region count."""
     state = u.state.value if isinstance(u.state, CountState) else str(u.state)
     out = {"count": _round(u.count), "raw": _round(u.raw), "state": state,
-           "level": u.level or "normal", "reason": u.reason, "ts": u.ts}
+           "level": u.level or "normal", "reason": u.reason, "ts": u.ts,
+           "method": u.method}  # detect / density / hybrid (None while unknown)
     if u.area_m2 is not None:  # a calibrated region: people/m² and the LoS letter
         out.update(density=_round(u.density, 3), los=u.los, area_m2=_round(u.area_m2))
     return out

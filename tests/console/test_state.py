@@ -29,3 +29,22 @@ def test_alerts_newest_first_per_camera() -> None:
     assert [a["id"] for a in s.alerts("a")] == ["2", "0"]
     assert [a["id"] for a in s.alerts()] == ["2", "1", "0"]
     assert s.jpeg("a") is None and s.density("a") is None and s.preview("a", [(0, 0)]) is None
+
+
+def test_density_view_carries_the_people_counted_by_detection() -> None:
+    import time
+
+    import numpy as np
+
+    from streamcount.messages import Frame
+
+    state = ConsoleState()
+    frame = Frame("cam", 0, 0.0, time.time(), np.zeros((100, 200, 3), np.uint8))
+    density = np.zeros((12, 25), np.float32)
+    state.set_frame("cam", frame, density)  # counted by density alone
+    assert state.density("cam")["boxes"] is None
+    boxes = np.array([[20, 10, 60, 90], [150, 0, 250, 50]], np.float32)  # the second overhangs
+    state.set_frame("cam", frame, density, boxes)
+    assert state.density("cam")["boxes"] == [[0.1, 0.1, 0.3, 0.9], [0.75, 0.0, 1.0, 0.5]]
+    state.set_frame("cam", frame, density, np.zeros((0, 4), np.float32))  # nobody detected
+    assert state.density("cam")["boxes"] == []

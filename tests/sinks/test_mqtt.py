@@ -41,9 +41,10 @@ def test_payloads() -> None:
         "id": "id1", "camera": "cam", "region": "queue", "level": "warning",
         "previous": "normal", "count": 41.26, "threshold": 40.0, "ts": 101.0,
         "renotify": False}
-    u = CountUpdate("cam", "queue", 5.0, 12.3456, 11.98765, CountState.OK, level=None)
+    u = CountUpdate("cam", "queue", 5.0, 12.3456, 11.98765, CountState.OK, level=None,
+                    method="hybrid")
     assert count_payload(u) == {"count": 11.99, "raw": 12.35, "state": "ok", "level": "normal",
-                                "reason": None, "ts": 5.0}
+                                "reason": None, "ts": 5.0, "method": "hybrid"}
     u = CountUpdate("cam", "queue", 6.0, None, None, CountState.UNKNOWN, "stalled", "unknown")
     assert count_payload(u)["state"] == "unknown" and count_payload(u)["count"] is None
     assert status_payload(StatusEvent("cam", "online", None, 1.0, 4.9)) == {

@@ -164,6 +164,16 @@ def test_official_ratio_crops_batch_one_from_disk(tmp_path):
                    f"run.out_dir={tmp_path / 'other'}"))
 
 
+def test_cpu_clock_budget_stops_on_cpu_time(tmp_path):
+    """``run.clock=cpu``: the budget counts this process's CPU time (per thread), so a run is
+    stopped by it, and its minutes are recorded in the checkpoint."""
+    cfg = _cfg(tmp_path, "run.max_iters=null", "run.max_minutes=0.0001", "run.epochs=5",
+               "run.clock=cpu", "run.threads=1")
+    s = train(cfg)
+    assert s["stop_reason"] == "max_minutes" and s["global_it"] == 1
+    assert 0 < load_checkpoint(tmp_path / "run" / "last.pt")["train_minutes"] < 5
+
+
 def test_time_budget_stop_validates_final_weights(tmp_path):
     cfg = _cfg(tmp_path, "run.max_iters=null", "run.max_minutes=0.0001", "run.epochs=5")
     s = train(cfg)

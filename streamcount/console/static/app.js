@@ -93,7 +93,9 @@ function renderCameraState(state) {
   const cam = state.cameras[CAMERA];
   if (!cam) { $("cam-status").textContent = "not running on this replica"; return; }
   $("cam-status").textContent = `${cam.state}${cam.health ? " · " + cam.health : ""} · `
-    + `${fmt(cam.processed_fps)} fps · last frame ${fmt(cam.last_frame_age_s, 1)} s ago`;
+    + `${fmt(cam.processed_fps)} fps · last frame ${fmt(cam.last_frame_age_s, 1)} s ago`
+    + (cam.method ? ` · counted by ${cam.method}` : "")
+    + (cam.scale && cam.scale.mode === "auto" ? ` · scale ${fmt(cam.scale.scale, 2)}` : "");
   for (const lab of document.querySelectorAll("#labels .label")) {
     const v = (cam.regions || {})[lab.dataset.region];
     if (!v) continue;
@@ -233,6 +235,7 @@ function setupEditor() {
     preview();
   });
   $("show-regions").onchange = drawRegions;
+  $("show-boxes").onchange = () => { $("boxes").style.display = $("show-boxes").checked ? "" : "none"; };
   $("show-heat").onchange = () => { $("heat").style.display = $("show-heat").checked ? "" : "none"; };
 }
 
@@ -274,6 +277,19 @@ async function refreshHeat() {
   ctx.putImageData(img, 0, 0);
   c.dataset.sum = String(d.sum);
   c.dataset.ts = String(d.ts);
+  drawBoxes(d.boxes);
+}
+
+// people counted by detection (the camera's method is detect or hybrid), as frame fractions
+function drawBoxes(boxes) {
+  const svg = $("boxes");
+  svg.replaceChildren();
+  svg.dataset.count = boxes ? String(boxes.length) : "";
+  if (!boxes || !$("show-boxes").checked) return;
+  for (const [x1, y1, x2, y2] of boxes) {
+    svg.append(svgEl("rect", { x: x1, y: y1, width: Math.max(0, x2 - x1),
+                               height: Math.max(0, y2 - y1) }));
+  }
 }
 
 function drawChart(canvas, points) {
