@@ -31,7 +31,6 @@ from streamcount.models.card import ModelCard
 from streamcount.models.dual import DualDensity, blend_weight
 from streamcount.models.weights import save_model
 from training.checkpointing import load_checkpoint
-from training.datasets import load_items
 from training.evaluate import load_any
 from training.export import DEFAULT_LICENCE, metric_from_result
 
@@ -44,10 +43,9 @@ RATIOS = (1.5, 2.0, 3.0, 5.0)
 
 def holdout_items(checkpoint: str, data: str, dataset: str = "shanghaitech") -> list:
     """The validation images recorded in a training checkpoint."""
-    ck = load_checkpoint(checkpoint)
-    val = set(ck["split"]["val"])
-    split = ck["config"]["data"]["train_split"]
-    items = [it for it in load_items(dataset, data, split) if it.image_id in val]
+    from training.train import held_out_items
+
+    items = held_out_items(load_checkpoint(checkpoint), dataset, data)
     if not items:
         raise UserError(f"{checkpoint}: no validation images recorded")
     return items

@@ -32,8 +32,10 @@ class DataCfg(_Strict):
     dataset: Literal["shanghaitech", "ucf_qnrf", "ucf_cc_50", "jhu", "nwpu",
                      "points"] = "shanghaitech"
     root: str = "../shared/data/shanghaitech"
+    #: one split, or several joined with ``+`` (e.g. ``part_A/train_data+part_B/train_data``:
+    #: one model for sparse and dense crowds; their density rule must agree, see ``rule``)
     train_split: str = "part_B/train_data"
-    #: images held out of train_split for validation (disjoint, chosen with split_seed)
+    #: images held out of each train split for validation (disjoint, chosen with split_seed)
     val_images: int = 40
     #: a separate validation split instead of a hold-out (e.g. a dataset's own val/)
     val_split: str | None = None

@@ -99,11 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.val_of:
             from training.checkpointing import load_checkpoint
 
+            from training.train import held_out_items
+
             ck = load_checkpoint(args.val_of)
-            val_ids = set(ck["split"]["val"])
             split = ck["config"]["data"]["train_split"]
-            items = [it for it in load_items(args.dataset, args.data, split)
-                     if it.image_id in val_ids]
+            items = held_out_items(ck, args.dataset, args.data)
             split = f"{split} (validation hold-out of {args.val_of})"
         else:
             items = load_items(args.dataset, args.data, split)

@@ -45,7 +45,7 @@ from training.evaluate import evaluate_items
 from training.export import export
 from training.checkpointing import load_checkpoint
 from training.tasks import load_weights_into
-from training.train import train
+from training.train import item_id, train, train_splits
 from training.widen import widen_student
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,10 @@ def _budget(iters: int | None, minutes: float | None) -> list[str]:
 def _evaluate(model_file: Path, cfg: Any, val_ids: set[str], eval_split: str | None,
               eval_limit: int | None, max_side: int | None) -> dict[str, Any]:
     net, card = load_model(model_file)
-    train_items = load_items(cfg.data.dataset, cfg.data.root, cfg.data.train_split)
-    val = evaluate_items(net, card, [it for it in train_items if it.image_id in val_ids],
-                         cfg.data.val_max_side)
+    splits = train_splits(cfg)
+    held_out = [it for s in splits for it in load_items(cfg.data.dataset, cfg.data.root, s)
+                if item_id(it, len(splits) > 1) in val_ids]
+    val = evaluate_items(net, card, held_out, cfg.data.val_max_side)
     row: dict[str, Any] = {"val": {"mae": val["mae"], "rmse": val["rmse"],
                                    "images": val["images"]},
                            "model": str(model_file), "arch": card.arch}

@@ -60,24 +60,56 @@ log = logging.getLogger(__name__)
 def make_rule(cfg: TrainConfig) -> DensityRule:
     """The density rule of the config (``auto`` = the dataset's official rule)."""
     d = cfg.data
-    rule = default_rule(d.dataset, d.train_split) if d.rule == "auto" else DensityRule(
-        d.rule, sigma=d.sigma)
+    if d.rule == "auto":
+        rules = {default_rule(d.dataset, s) for s in train_splits(cfg)}
+        if len(rules) > 1:
+            raise ConfigError(f"data.train_split {d.train_split!r} mixes splits whose official "
+                              f"density rules differ; set data.rule (e.g. adaptive)",
+                              key="data.rule")
+        rule = rules.pop()
+    else:
+        rule = DensityRule(d.rule, sigma=d.sigma)
     return replace(rule, border=d.border)
+
+
+def train_splits(cfg: TrainConfig) -> list[str]:
+    """``data.train_split`` as a list: several splits are joined with ``+``."""
+    return [s.strip() for s in cfg.data.train_split.split("+") if s.strip()]
+
+
+def item_id(item: AnnotatedImage, qualified: bool) -> str:
+    """An image's id in a checkpoint's recorded split: ``image_id``, or with several train
+    splits (whose ids may repeat, e.g. SHA's and SHB's ``train_data/IMG_1``)
+    ``dataset/image_id``."""
+    return f"{item.dataset}/{item.image_id}" if qualified else item.image_id
+
+
+def held_out_items(ck: dict[str, Any], dataset: str, root: str) -> list[AnnotatedImage]:
+    """The validation hold-out recorded in checkpoint ``ck``, loaded from ``root``."""
+    splits = [s for s in ck["config"]["data"]["train_split"].split("+") if s.strip()]
+    ids = set(ck["split"]["val"])
+    return [it for s in splits for it in load_items(dataset, root, s.strip())
+            if item_id(it, len(splits) > 1) in ids]
 
 
 def split_items(cfg: TrainConfig) -> tuple[list[AnnotatedImage], list[AnnotatedImage]]:
     """Training and validation images; a hold-out is disjoint from training."""
     d = cfg.data
-    items = load_items(d.dataset, d.root, d.train_split)
-    if d.val_split:
-        val = load_items(d.dataset, d.root, d.val_split)
-        train = items
-    else:
+    train, val = [], []
+    for split in train_splits(cfg):
+        items = load_items(d.dataset, d.root, split)
+        if d.val_split:
+            train += items
+            continue
+        # each split its own hold-out of val_images (so a split's hold-out does not depend on
+        # which other splits are trained with it)
         n_val = min(d.val_images, max(0, len(items) - 1))
         order = np.random.default_rng(d.split_seed).permutation(len(items))
         val_idx = set(order[:n_val].tolist())
-        val = [it for i, it in enumerate(items) if i in val_idx]
-        train = [it for i, it in enumerate(items) if i not in val_idx]
+        val += [it for i, it in enumerate(items) if i in val_idx]
+        train += [it for i, it in enumerate(items) if i not in val_idx]
+    if d.val_split:
+        val = load_items(d.dataset, d.root, d.val_split)
     if d.limit_train:
         train = train[:d.limit_train]
     return train, val
@@ -265,8 +297,9 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     rule = make_rule(cfg)
     cache = DensityCache(cfg.data.cache_dir)
     train_items, val_items = split_items(cfg)
-    split = {"train": [it.image_id for it in train_items],
-             "val": [it.image_id for it in val_items], "split_seed": cfg.data.split_seed,
+    multi = len(train_splits(cfg)) > 1
+    split = {"train": [item_id(it, multi) for it in train_items],
+             "val": [item_id(it, multi) for it in val_items], "split_seed": cfg.data.split_seed,
              "rule": rule.key}
     if rt.main:
         log.info("train %d images, val %d images (rule %s)", len(train_items), len(val_items),

@@ -182,3 +182,29 @@ def test_time_budget_stop_validates_final_weights(tmp_path):
     assert (ck["epoch"], ck["step"]) == (0, 1)
     assert len(ck["history"]) == 1 and ck["history"][0]["global_it"] == 1
     assert list((tmp_path / "run").glob("best_e0000s1_mae*.pt"))
+
+
+def test_two_train_splits_hold_out_each_and_need_one_rule(tmp_path):
+    """``part_A/train_data+part_B/train_data``: one model on both; each split keeps its own
+    hold-out; ids are qualified (both parts have ``train_data/IMG_1``); the official rules of A
+    (adaptive) and B (sigma 15) differ, so ``data.rule`` must be set."""
+    from streamcount.errors import ConfigError
+    from training.evaluate import main as evaluate_main
+    from training.train import held_out_items
+
+    make_shanghaitech(tmp_path / "data", split="part_A/train_data", n=5, pts=PTS, h=64, w=80)
+    both = "data.train_split=part_A/train_data+part_B/train_data"
+    with pytest.raises(ConfigError, match="data.rule"):
+        train(_cfg(tmp_path, both))
+    s = train(_cfg(tmp_path, both, "data.rule=adaptive"))
+    assert s["global_it"] == 2
+    ck = load_checkpoint(tmp_path / "run" / "last.pt")
+    val = ck["split"]["val"]
+    assert len(val) == 4 and len(ck["split"]["train"]) == 7
+    assert {v.split("/train_data/")[0] for v in val} == {"shanghaitech/part_A",
+                                                          "shanghaitech/part_B"}
+    held = held_out_items(ck, "shanghaitech", str(tmp_path / "data"))
+    assert sorted(f"{it.dataset}/{it.image_id}" for it in held) == sorted(val)
+    assert evaluate_main(["--model", str(tmp_path / "run" / "last.pt"), "--data",
+                          str(tmp_path / "data"), "--val-of", str(tmp_path / "run" / "last.pt"),
+                          "--max-side", "0"]) == 0
