@@ -64,6 +64,11 @@ class CapacityTrial:
     reader_fps_min: float  # frames handed over per stream per second (decode keeping up?)
     cpu_cores: float  # process CPU time / wall time during the window
     errors: int = 0
+    #: live trials (:mod:`streamcount.bench.live_capacity`): frames the readers dropped in the
+    #: window (latest-frame slots), the slowest camera's decoded frames/s, the methods counted
+    dropped: int | None = None
+    decode_fps_min: float | None = None
+    methods: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -229,12 +234,13 @@ def format_result(r: CapacityResult) -> str:
              f"{r.input_size[0]}, target {r.target_fps:g} fps/stream, decode {r.decode}"
              f" ({r.decode_note})",
              f"{'streams':>7} {'fps mean':>8} {'fps min':>8} {'p50 ms':>7} {'p95 ms':>7} "
-             f"{'batch':>5} {'reader':>6} {'cores':>5}  result"]
+             f"{'batch':>5} {'reader':>6} {'cores':>5} {'dropped':>7}  result"]
     for t in r.trials:
         p50 = f"{t.latency_p50_s * 1000:.0f}" if t.latency_p50_s is not None else "-"
         p95 = f"{t.latency_p95_s * 1000:.0f}" if t.latency_p95_s is not None else "-"
         lines.append(f"{t.streams:>7} {t.fps_mean:>8.2f} {t.fps_min:>8.2f} {p50:>7} {p95:>7} "
-                     f"{t.batch_mean or 0:>5.1f} {t.reader_fps_min:>6.1f} {t.cpu_cores:>5.1f}  "
+                     f"{t.batch_mean or 0:>5.1f} {t.reader_fps_min:>6.1f} {t.cpu_cores:>5.1f} "
+                     f"{'-' if t.dropped is None else t.dropped:>7}  "
                      f"{'pass' if t.passed else 'FAIL'}")
     more = " (search limit reached)" if r.capped else (
         f"; next step limited by {r.limit}" if r.limit != "-" else "")

@@ -1,20 +1,22 @@
-"""A real RTSP server for tests: GStreamer gst-rtsp-server through Debian's python3-gi.
+"""A real RTSP server: GStreamer's gst-rtsp-server through Debian's python3-gi, for the capacity
+benchmark (``streamcount bench capacity --rtsp``), the live soak and the tests.
 
 Two roles in one file:
 
 * **Server script**, run by the *system* interpreter (``/usr/bin/python3``, which has ``gi``;
   the venv does not)::
 
-      /usr/bin/python3 tests/integration/rtsp_server.py PORT CLIP.mp4 [MOUNT]
+      /usr/bin/python3 streamcount/bench/rtsp_server.py PORT CLIP.mp4 [MOUNT]
 
   serves ``rtsp://127.0.0.1:PORT/MOUNT`` (default ``/cam``) from an H.264 MP4 without
   re-encoding, paced in real time, over TCP and UDP; every client gets its own pipeline from
   the start of the clip and the stream ends with the clip (use :func:`repeat_clip` for a long
-  one). Prints ``READY`` once listening. Needs no numpy.
+  one). Prints ``READY`` once listening. Imports only the standard library at module level
+  (the system interpreter has no numpy and no streamcount).
 
-* **pytest helpers** (imported by the venv): :func:`gst_rtsp_missing`, :func:`make_h264_clip`,
-  :class:`RtspServer` (start / kill / restart on a fixed free port, SIGSTOP/SIGCONT to hang it)
-  and :func:`free_port`.
+* **Helpers** for the venv: :func:`gst_rtsp_missing`, :func:`make_h264_clip`,
+  :func:`repeat_clip`, :class:`RtspServer` (start / kill / restart on a fixed free port,
+  SIGSTOP/SIGCONT to hang it) and :func:`free_port`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """``streamcount bench``: model throughput and end-to-end stream capacity.
 
 ``bench model``: latency and frames/s per backend x precision x batch x input size.
-``bench capacity``: how many camera streams at N inferences/s each this machine sustains.
+``bench capacity``: how many camera streams at N inferences/s each this machine sustains
+(``--rtsp``: the live service itself on real RTSP cameras from gst-rtsp-server).
 Both print a table and, with ``--json FILE``, write every number (and the machine) as JSON.
 Also runnable as ``python -m streamcount.bench ...`` (no other command's dependencies).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -130,6 +132,15 @@ def configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     c.add_argument("--hwaccel", choices=("auto", "cuda", "none"), default="auto",
                    help="NVDEC decoding via PyAV where available (default auto)")
     c.add_argument("--threads", type=_positive(int), metavar="N", help="CPU threads")
+    c.add_argument("--rtsp", action="store_true",
+                   help="serve --source (made 1080p25 H.264, looped) from a real "
+                        "gst-rtsp-server and run the live service on N RTSP cameras with their "
+                        "default counting (needs ffmpeg and Debian's python3-gi)")
+    c.add_argument("--counting", choices=("auto", "density", "detect"), default="auto",
+                   help="--rtsp: the cameras' counting method (default auto)")
+    c.add_argument("--max-p95", type=_positive(float), default=1.0, metavar="S",
+                   help="--rtsp: a trial passes only if the 95th percentile of frame-to-count "
+                        "latency is at most S seconds (default 1)")
     c.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     c.set_defaults(func=run_capacity)
     return p
@@ -206,6 +217,8 @@ def _capacity_backend(args: argparse.Namespace, net: Any, card: Any) -> Any:
 
 
 def run_capacity(args: argparse.Namespace) -> int:
+    if args.rtsp:
+        return run_rtsp_capacity(args)
     from streamcount.bench.capacity import TrialSettings, find_capacity, format_result
     from streamcount.bench.model import load_bench_model, machine_info
     from streamcount.bench.streams import clip_info, ensure_clip, probe_decoder
@@ -252,6 +265,59 @@ def run_capacity(args: argparse.Namespace) -> int:
                            max_trials=args.max_trials, progress=progress)
     print(format_result(result))
     _write_json(args.json, head | {"complete": True, "result": result.to_json()})
+    return 0
+
+
+def run_rtsp_capacity(args: argparse.Namespace) -> int:
+    """``bench capacity --rtsp``: the live service on N cameras of a real RTSP server."""
+    from streamcount.bench.capacity import format_result
+    from streamcount.bench.live_capacity import LiveSettings, find_live_capacity, rtsp_clip
+    from streamcount.bench.model import machine_info
+    from streamcount.bench.rtsp_server import RtspServer, gst_rtsp_missing
+    from streamcount.engine.factory import create_backend
+    from streamcount.models.weights import load_model, resolve_model
+
+    if not args.source:
+        raise InputError("--rtsp needs --source CLIP (a real recording, e.g. vtest.avi)")
+    missing = gst_rtsp_missing()
+    if missing:
+        raise InputError(f"--rtsp: {missing}")
+    clip = rtsp_clip(args.source)
+    model_path = resolve_model(args.model)
+    loaded = load_model(model_path)
+    backend = create_backend(args.backend, model_path, threads=args.threads)
+    with RtspServer(clip) as server:
+        settings = LiveSettings(url=server.url, fps=args.fps, duration_s=args.duration,
+                                warmup_s=args.warmup, max_batch=args.max_batch or 4,
+                                max_p95_s=args.max_p95, counting=args.counting,
+                                max_side=args.max_side)
+        print(f"capacity (live service, RTSP): backend {backend.describe().get('backend')}, "
+              f"{server.url} serving {clip}, counting {args.counting}, target {args.fps:g} "
+              f"fps per camera, p95 latency <= {args.max_p95:g} s", flush=True)
+        head = {"kind": "bench-capacity-rtsp", "machine": machine_info(),
+                "command": "streamcount " + " ".join(sys.argv[1:]),
+                "model": {"name": loaded[1].name, "arch": loaded[1].arch,
+                          "path": str(model_path)},
+                "backend": backend.describe(), "settings": asdict(settings),
+                "load_average_start": list(os.getloadavg())}
+        trials: list[dict[str, Any]] = []
+
+        def progress(t: Any) -> None:
+            print(f"  {t.streams} cameras: {t.fps_mean:.2f} fps/camera (min {t.fps_min:.2f}), "
+                  f"p95 {t.latency_p95_s} s, dropped {t.dropped}, "
+                  f"{'pass' if t.passed else 'fail'}", flush=True)
+            trials.append(asdict(t))
+            if args.json:  # a run cut short keeps the trials it finished
+                _write_json(args.json, head | {"complete": False, "trials": trials},
+                            quiet=True)
+
+        result = find_live_capacity(backend, settings, clip, start=args.start,
+                                    max_streams=args.max_streams, max_trials=args.max_trials,
+                                    model=str(model_path), threads=args.threads,
+                                    progress=progress)
+    print(format_result(result))
+    _write_json(args.json, head | {"complete": True, "result": result.to_json(),
+                                   "load_average_end": list(os.getloadavg())})
     return 0
 
 

@@ -195,3 +195,38 @@ def test_removed_camera_gets_no_more_results(sched: tuple[Scheduler, Collector])
     assert s.cameras == () and s.feed_stats("cam") is None
     with pytest.raises(ValueError):
         s.add_camera("x", slot, fps=0)
+
+
+def test_overload_is_shared_fairly_and_drops_are_counted(backend: TorchBackend) -> None:
+    """Six live cameras asking for far more inferences than the backend delivers: each gets
+    about the same share, and every frame not inferred is counted as dropped."""
+    col = Collector()
+    s = Scheduler(backend, col.on_counts, max_batch=2, max_wait_ms=5)
+    slots = {f"cam{i}": LatestSlot(1, on_put=s.wake) for i in range(6)}
+    for name, slot in slots.items():
+        s.add_camera(name, slot, fps=50.0)
+    produced = dict.fromkeys(slots, 0)
+    stop = threading.Event()
+
+    def produce(name: str) -> None:
+        i = 0
+        while not stop.is_set():
+            slots[name].put(frame(name, i, i / 50, h=240, w=320))
+            produced[name] = i = i + 1
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=produce, args=(n,), daemon=True) for n in slots]
+    s.start()
+    for t in threads:
+        t.start()
+    time.sleep(4.0)
+    stop.set()
+    for t in threads:
+        t.join()
+    s.stop()
+    per_cam = {n: sum(c.camera == n for c in col.counts) for n in slots}
+    assert sum(per_cam.values()) < 0.5 * sum(produced.values())  # really overloaded
+    mean = sum(per_cam.values()) / len(per_cam)
+    assert all(abs(v - mean) <= max(2.0, 0.2 * mean) for v in per_cam.values()), per_cam
+    for n, slot in slots.items():  # every frame was inferred, dropped, or is still waiting
+        assert per_cam[n] + slot.dropped + len(slot) == produced[n]
