@@ -213,7 +213,7 @@ def find_live_capacity(backend: Backend, s: LiveSettings, clip: Path, *, start: 
         ft = failed[-1]
         if ft.decode_fps_min is not None and ft.decode_fps_min < MIN_OK * source_fps:
             limit = "decode"
-        elif ft.fps_min < MIN_OK * s.fps:
+        elif ft.fps_min < MIN_OK * s.fps or ft.fps_mean < MEAN_OK * s.fps:
             limit = "inference"
         else:
             limit = "latency"

@@ -15,7 +15,11 @@ estimate slowly:
   detection while the estimate says so.
 
 ``counting: density`` with ``scale: auto`` still runs the detector, on every
-:data:`DENSITY_PROBE_EVERY`-th frame only, to keep the estimate.
+:data:`DENSITY_PROBE_EVERY`-th frame only, to keep the estimate. A camera counted by
+detection (``counting: detect``, or ``auto`` handed to detection) runs the density model at
+:data:`DETECT_DENSITY_SCALE` of the frame: its map then only feeds the console's heat map and
+the frame gate of the scale estimate, and a full-size density pass would cost more than the
+detector itself.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ APPLY_AFTER = 8
 SCALE_STEP = 0.1
 #: ``counting: density`` + ``scale: auto``: detect on one frame in this many (after warm-up)
 DENSITY_PROBE_EVERY = 10
+#: density model input scale of a camera counted by detection (see the module docstring)
+DETECT_DENSITY_SCALE = 0.25
+#: ... but never a longer side than this (or the frame's own)
+MIN_DENSITY_SIDE = 128
 
 
 class CameraCounting:
@@ -101,6 +109,10 @@ class CameraCounting:
     def input_side(self, height: int, width: int, max_side: int) -> int:
         """The density model's longest input side for a ``height x width`` frame: ``max_side``
         (the camera's or the service's), or smaller where the automatic scale says so."""
+        if self.effective_method == "detect" and self.fixed_max_side is None:
+            side = max(min(MIN_DENSITY_SIDE, max(height, width)),
+                       int(round(max(height, width) * DETECT_DENSITY_SCALE)))
+            return min(max_side, side)
         applied = self._applied
         if applied is None or applied.detect_only:
             return max_side

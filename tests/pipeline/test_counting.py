@@ -50,7 +50,11 @@ def test_people_too_large_hand_auto_to_detection() -> None:
     for _ in range(APPLY_AFTER):
         r = cc.count(image, np.zeros((72, 96), np.float32), _people(400, 400))
     assert cc.effective_method == "detect" and r.method == "detect"
-    assert cc.state()["scale"]["detect_only"] and cc.input_side(576, 768, 960) == 960
+    # the density map only feeds the heat map now: a quarter of the frame
+    assert cc.state()["scale"]["detect_only"] and cc.input_side(576, 768, 960) == 192
+    assert CameraCounting("detect", "off").input_side(1080, 1920, 960) == 480
+    assert CameraCounting("detect", "auto", fixed_max_side=640).input_side(1080, 1920, 640) \
+        == 640  # the operator's max_side still wins
 
 
 def test_explicit_max_side_wins_over_the_automatic_scale() -> None:
