@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from streamcount.engine.preprocess import DENSITY_STRIDE, input_coverage
 from streamcount.messages import AlertEvent, CountUpdate, Frame
 from streamcount.pipeline.regions import region_mask
 
@@ -127,6 +128,7 @@ class ConsoleState:
         return {"width": int(d.shape[1]), "height": int(d.shape[0]), "max": top,
                 "sum": float(d.sum()), "ts": latest.frame.wall_ts,
                 "frame": [int(latest.frame.image.shape[1]), int(latest.frame.image.shape[0])],
+                "coverage": list(_coverage(latest)[::-1]),
                 "values": scaled.reshape(-1).tolist(),
                 "boxes": None if latest.boxes is None else _relative(latest.boxes,
                                                                      latest.frame.image.shape)}
@@ -137,7 +139,7 @@ class ConsoleState:
             latest = self._latest.get(camera)
         if latest is None:
             return None
-        mask = region_mask(polygon, *latest.density.shape)
+        mask = region_mask(polygon, *latest.density.shape, coverage=_coverage(latest))
         return float((mask.astype(np.float64) * latest.density).sum())
 
     def history(self, camera: str) -> dict[str, list[tuple[float, float | None]]]:
@@ -152,6 +154,14 @@ class ConsoleState:
         return [{"id": e.id, "camera": e.camera, "region": e.region, "level": e.level,
                  "previous": e.previous, "count": e.count, "threshold": e.threshold,
                  "ts": e.ts, "renotify": e.renotify} for e in reversed(events[-limit:])]
+
+
+def _coverage(latest: _Latest) -> tuple[float, float]:
+    """(vertical, horizontal) fraction of the frame its density map covers (from the top-left:
+    the model input is the frame resized, then cropped to whole density cells)."""
+    d = latest.density
+    return input_coverage(latest.frame.image.shape[:2],
+                          (d.shape[0] * DENSITY_STRIDE, d.shape[1] * DENSITY_STRIDE))
 
 
 def _relative(boxes: np.ndarray, shape: tuple[int, ...]) -> list[list[float]]:

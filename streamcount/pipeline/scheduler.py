@@ -97,7 +97,8 @@ class _Feed:
     regions: tuple[Region, ...]
     health: StreamHealth | None
     counting: CameraCounting | None = None
-    counters: dict[tuple[int, int], RegionCounter] = field(default_factory=dict)
+    counters: dict[tuple[tuple[int, int], tuple[int, int]], RegionCounter] = field(
+        default_factory=dict)
     processed: int = 0
     skipped: int = 0
     unhealthy: int = 0
@@ -369,9 +370,11 @@ class Scheduler:
             with self._lock:
                 if self._feeds.get(feed.name) is not feed:
                     continue  # removed (or replaced) while in flight
-            counter = feed.counters.get(size)
+            frame_hw = it.frame.image.shape[:2]
+            counter = feed.counters.get((frame_hw, size))
             if counter is None:
-                counter = feed.counters[size] = RegionCounter(feed.regions, size, stride)
+                counter = feed.counters[(frame_hw, size)] = RegionCounter(feed.regions, size,
+                                                                          stride, frame_hw)
             density = np.asarray(density, dtype=np.float32)
             frame = it.frame
             method: str | None = None
