@@ -80,11 +80,31 @@ def run(args: argparse.Namespace) -> int:
 
         note = f"streamcount calibrate: MAE {cal.mae:.2f} on {len(truth)} frames"
         set_camera_value(args.config, args.camera, "max_side", cal.max_side, comment=note)
-        print(f"wrote max_side {cal.max_side} into camera '{args.camera}' of {args.config}; "
-              f"reload the service (SIGHUP) to apply it")
+        written = f"max_side {cal.max_side}"
+        # a gain when recommended; 1.0 where an earlier calibration had written one
+        if cal.gain is not None or _has_gain(args.config, args.camera):
+            gain = cal.gain if cal.gain is not None else 1.0
+            set_camera_value(args.config, args.camera, "gain", gain,
+                             comment=f"streamcount calibrate: MAE {cal.mae_with_gain:.2f} with "
+                             f"it" if cal.gain is not None else "streamcount calibrate: none "
+                             f"needed")
+            written += f" and gain {gain:g}"
+        print(f"wrote {written} into camera '{args.camera}' of {args.config}; reload the "
+              f"service (SIGHUP) to apply it")
     else:
-        print(f"count with it: streamcount count {args.input} --max-side {cal.max_side}")
+        print(f"count with it: streamcount count {args.input} --max-side {cal.max_side}"
+              + (f" (and multiply density counts by {cal.gain:g})" if cal.gain is not None
+                 else ""))
     return 0
+
+
+def _has_gain(config: str, camera: str) -> bool:
+    """Whether ``camera`` in the YAML ``config`` sets ``gain``."""
+    import yaml
+
+    doc = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+    return any(isinstance(c, dict) and c.get("name") == camera and "gain" in c
+               for c in doc.get("cameras") or [])
 
 
 if __name__ == "__main__":  # pragma: no cover

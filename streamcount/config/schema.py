@@ -522,6 +522,10 @@ class CameraConfig(_Model):
     max_side: int | None = Field(None, ge=32, description="largest model-input side; set "
                                                            "(e.g. by streamcount calibrate), it "
                                                            "wins over scale: auto")
+    gain: float = Field(1.0, gt=0, le=10, description="multiplies the density model's "
+                                                      "counts (written by streamcount calibrate "
+                                                      "only when no max_side fits alone); "
+                                                      "detections are not scaled")
     counting: Literal["auto", "density", "detect"] = Field(
         "auto", description="auto: detection where people are few and clearly visible, "
                             "density elsewhere (the hybrid rule); density; detect")

@@ -97,6 +97,7 @@ class _Feed:
     regions: tuple[Region, ...]
     health: StreamHealth | None
     counting: CameraCounting | None = None
+    gain: float = 1.0
     counters: dict[tuple[tuple[int, int], tuple[int, int]], RegionCounter] = field(
         default_factory=dict)
     processed: int = 0
@@ -183,13 +184,16 @@ class Scheduler:
     def add_camera(self, name: str, slot: FrameSlot, *, fps: float,
                    regions: Sequence[Region] = (), max_side: int | None = None,
                    media_clock: bool = False, health: StreamHealth | None = None,
-                   counting: CameraCounting | None = None) -> None:
+                   counting: CameraCounting | None = None, gain: float = 1.0) -> None:
         """Register a camera. ``media_clock``: sample by the frames' media time (files)
         instead of the wall clock (live sources). ``counting``: its counting method and
-        automatic scale (None: density at ``max_side``)."""
+        automatic scale (None: density at ``max_side``). ``gain`` multiplies its density maps
+        (a calibration; detections are not scaled)."""
+        if not gain > 0:
+            raise ValueError(f"gain must be > 0, got {gain}")
         feed = _Feed(name=name, slot=slot, sampler=FrameSampler(fps), media_clock=media_clock,
                      max_side=max_side, regions=tuple(regions), health=health,
-                     counting=counting)
+                     counting=counting, gain=float(gain))
         with self._lock:
             if name in self._feeds:
                 raise ValueError(f"camera {name!r} is already scheduled")
@@ -376,6 +380,8 @@ class Scheduler:
                 counter = feed.counters[(frame_hw, size)] = RegionCounter(feed.regions, size,
                                                                           stride, frame_hw)
             density = np.asarray(density, dtype=np.float32)
+            if feed.gain != 1.0:
+                density = density * np.float32(feed.gain)
             frame = it.frame
             method: str | None = None
             boxes: np.ndarray | None = None

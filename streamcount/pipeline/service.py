@@ -377,7 +377,7 @@ class Service:
         self.scheduler.add_camera(
             camera.name, camera.slot, fps=cam.fps, regions=pipe.regions,
             max_side=config.camera_max_side(cam), media_clock=camera.is_file,
-            health=pipe.health, counting=camera.counting)
+            health=pipe.health, counting=camera.counting, gain=cam.gain)
 
     def _remove_camera(self, name: str, reason: str) -> None:
         with self._cams_lock:

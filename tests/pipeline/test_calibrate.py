@@ -101,3 +101,12 @@ def test_picks_the_right_scale_on_enlarged_shb_images(shanghaitech: Path,
                      "--camera", "cam")
     assert _chosen(out) == best_native, out
     assert f"max_side: {best_native}  # streamcount calibrate" in cfg.read_text()
+    if "gain" not in out:  # a scale fits alone: no gain written, and an earlier one is undone
+        assert "gain" not in cfg.read_text()
+        cfg.write_text("cameras:\n  - name: cam\n    gain: 1.7\n    source: rtsp://h/s\n")
+        _calibrate(tmp_path / "x2", enlarged, "2048,1024,768,512", "--config", str(cfg),
+                   "--camera", "cam")
+        text = cfg.read_text()
+        assert "gain: 1.0  # streamcount calibrate: none needed" in text, text
+        from streamcount.config.loader import load_config
+        assert load_config(cfg).cameras[0].gain == 1.0

@@ -120,6 +120,24 @@ def test_counts_cover_regions_and_all(sched: tuple[Scheduler, Collector]) -> Non
     assert c["all"] != 0.0
 
 
+def test_camera_gain_multiplies_its_density_counts(sched: tuple[Scheduler, Collector]) -> None:
+    """Two cameras see the same frame; the one calibrated with gain 2.5 counts 2.5x."""
+    s, col = sched
+    plain, scaled = FifoSlot(2, on_put=s.wake), FifoSlot(2, on_put=s.wake)
+    s.add_camera("plain", plain, fps=5.0, regions=[LEFT], media_clock=True)
+    s.add_camera("scaled", scaled, fps=5.0, regions=[LEFT], media_clock=True, gain=2.5)
+    with pytest.raises(ValueError, match="gain"):
+        s.add_camera("bad", FifoSlot(1), fps=1.0, gain=0.0)
+    s.start()
+    for name, slot in (("plain", plain), ("scaled", scaled)):
+        assert slot.put(Frame(camera=name, index=0, pts_s=0.0, wall_ts=time.time(),
+                              image=textured(96, 128, 7)), timeout=10)
+    assert col.wait(2)
+    by = {c.camera: c.counts for c in col.counts}
+    for key in ("left", "all"):
+        assert by["scaled"][key] == pytest.approx(2.5 * by["plain"][key], rel=1e-4)
+
+
 def test_batches_cameras_of_the_same_size(backend: TorchBackend) -> None:
     col = Collector()
     s = Scheduler(backend, col.on_counts, on_batch=col.on_batch, max_batch=4,
