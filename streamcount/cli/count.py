@@ -13,6 +13,7 @@ from typing import Any
 from streamcount.detect.counting import COUNTING_METHODS, DEFAULT_COUNTING
 from streamcount.engine.factory import backend_names
 from streamcount.engine.preprocess import DEFAULT_MAX_SIDE
+from streamcount.engine.quantize import CALIBRATION_POLICIES
 from streamcount.errors import InputError, UserError
 from streamcount.pipeline.offline import DEFAULT_BATCH, DEFAULT_OUT_DIR, count_input
 
@@ -73,6 +74,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "input so people have the size it counts best, from the person heights "
                         "the detector finds on the first frames (not in crowds); off: "
                         "--max-side only")
+    p.add_argument("--calibration", choices=CALIBRATION_POLICIES, default="model",
+                   help="int8 calibration: model (default: calibrated once per model and "
+                        "cached; each input only gets auto's fp32 parity check on a few of its "
+                        "frames) or clip (calibrate on this input's own frames)")
     p.add_argument("--max-side", type=_positive_int, default=DEFAULT_MAX_SIDE, metavar="N",
                    help=f"longest model-input side in pixels (default {DEFAULT_MAX_SIDE}; "
                         "frames are never upscaled)")
@@ -124,7 +129,7 @@ def _count_one(args: argparse.Namespace) -> int:
         args.input, model=args.model, backend=args.backend, regions=args.regions, fps=args.fps,
         max_side=args.max_side, out_dir=args.out, annotate=args.annotate, plot=args.plot,
         batch=args.batch, threads=args.threads, progress=not args.quiet,
-        counting=args.counting, scale=args.scale)
+        counting=args.counting, scale=args.scale, calibration=args.calibration)
     if not args.quiet:
         print(format_summary(summary))
     return 130 if summary.get("interrupted") else 0

@@ -9,13 +9,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
 from streamcount.errors import InputError, ModelError
 from streamcount.models.card import ModelCard
-from streamcount.models.flops import PAPER_INPUT_HW, count_params, paper_flops
-from streamcount.models.registry import ARCHITECTURES, build
+from streamcount.models.registry import ARCHITECTURES
+from streamcount.models.stats import PAPER_INPUT_HW, arch_flops, arch_params
 from streamcount.models.weights import available_models, read_card, resolve_model
 
 FLOPS_CONVENTION = ("SKT paper: conv MACs + bias adds + ReLU elements + max-pool input "
@@ -75,12 +72,6 @@ def run(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------ list
 
-def _shape_only(arch: str) -> nn.Module:
-    """The architecture on the ``meta`` device: shapes for counting, no memory, no init cost."""
-    with torch.device("meta"):
-        return build(arch)
-
-
 def _metrics_text(card: ModelCard) -> str:
     return "; ".join(f"{m.mae:.1f}/{m.rmse:.1f} {m.dataset.removesuffix('/test_data')}"
                      for m in card.metrics) or "-"
@@ -94,8 +85,8 @@ def list_rows() -> list[dict[str, Any]]:
     def n_params(arch: str) -> int | None:
         if arch not in ARCHITECTURES:
             return None
-        if arch not in params:
-            params[arch] = count_params(_shape_only(arch))
+        if arch not in params:  # counted once, then cached (streamcount.models.stats)
+            params[arch] = arch_params(arch)
         return params[arch]
 
     covered: set[str] = set()
@@ -171,13 +162,12 @@ def model_info(name: str, input_hw: tuple[int, int]) -> dict[str, Any]:
     else:
         arch = name
     spec = ARCHITECTURES[arch]
-    net = _shape_only(arch)
-    flops = paper_flops(net, input_hw)
+    flops = arch_flops(arch, input_hw)
     info: dict[str, Any] = {
         "name": card.name if card else name,
         "arch": arch,
         "description": spec.description,
-        "params": count_params(net),
+        "params": arch_params(arch),
         "input": f"{input_hw[0]}x{input_hw[1]}",
         "flops": flops,
         "gflops": round(flops / 1e9, 2),

@@ -5,15 +5,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-from torch import nn
 
 from streamcount.detect.boxes import NMS_IOU, SCORE_THRESHOLD, Detections, decode
 from streamcount.engine.base import Backend
 from streamcount.errors import ModelError
 from streamcount.models.card import ModelCard
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from streamcount.engine.factory import BuildSettings
+    from streamcount.models.lazy import LazyNet
+
+    ModelArg = str | Path | tuple[nn.Module | LazyNet, ModelCard]
 
 log = logging.getLogger(__name__)
 
@@ -25,25 +33,26 @@ DEFAULT_DETECTOR = "yolo_fastest_body"
 FLOAT_BACKENDS = ("openvino", "onnx", "torch")
 
 
-def create_float_backend(model: str | Path | tuple[nn.Module, ModelCard],
-                         threads: int | None = None) -> Backend:
+def create_float_backend(model: ModelArg, threads: int | None = None,
+                         settings: BuildSettings | None = None) -> Backend:
     """The first backend of :data:`FLOAT_BACKENDS` that loads ``model`` (any task)."""
-    return _create("float", model, threads)
+    return _create("float", model, threads, settings)
 
 
-def _create(name: str, model: str | Path | tuple[nn.Module, ModelCard],
-            threads: int | None) -> Backend:
+def _create(name: str, model: ModelArg, threads: int | None,
+            settings: BuildSettings | None = None) -> Backend:
     from streamcount.engine.factory import create_backend
     from streamcount.errors import BackendError
-    from streamcount.models.weights import load_model, resolve_model
+    from streamcount.models.lazy import load_lazy
+    from streamcount.models.weights import resolve_model
 
     if name != "float":
-        return create_backend(name, model, threads=threads)
-    loaded = model if isinstance(model, tuple) else load_model(resolve_model(str(model)))
+        return create_backend(name, model, threads=threads, settings=settings)
+    loaded = model if isinstance(model, tuple) else load_lazy(resolve_model(str(model)))
     skipped: list[str] = []
     for candidate in FLOAT_BACKENDS:
         try:
-            backend = create_backend(candidate, loaded, threads=threads)
+            backend = create_backend(candidate, loaded, threads=threads, settings=settings)
         except BackendError as e:
             skipped.append(f"{candidate}: {e}")
             continue
@@ -67,17 +76,19 @@ class Detector:
         threads: inference threads.
         score_threshold, iou: post-processing (defaults: the card's, else 0.4 and 0.45).
         input_size: (height, width) network input, multiples of 32 (default: the card's).
+        settings: how the backend is built (e.g. ``throughput`` for offline counting).
 
     Example:
         >>> det = Detector()                                        # doctest: +SKIP
         >>> people = det.detect([frame])[0]; len(people)            # doctest: +SKIP
     """
 
-    def __init__(self, model: str | Path | tuple[nn.Module, ModelCard] = DEFAULT_DETECTOR, *,
+    def __init__(self, model: ModelArg = DEFAULT_DETECTOR, *,
                  backend: str = "float", threads: int | None = None,
                  score_threshold: float | None = None, iou: float | None = None,
-                 input_size: tuple[int, int] | None = None) -> None:
-        self.backend: Backend = _create(backend, model, threads)
+                 input_size: tuple[int, int] | None = None,
+                 settings: BuildSettings | None = None) -> None:
+        self.backend: Backend = _create(backend, model, threads, settings)
         card = self.backend.card
         if card.task != "detect":
             raise ModelError(f"model '{card.name}' is a {card.task} model, not a detector")

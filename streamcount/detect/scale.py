@@ -114,6 +114,10 @@ class ScaleEstimator:
         return ScaleChoice(min(1.0, raw), self.height, self.frames)
 
 
+#: frames per inference call of :func:`probe_scale` (batches keep every core busy)
+PROBE_BATCH = 8
+
+
 def probe_scale(images: Sequence[np.ndarray], density: Backend, detector: Detector,
                 rule: HybridRule | None = None,
                 estimator: ScaleEstimator | None = None) -> ScaleChoice:
@@ -127,10 +131,11 @@ def probe_scale(images: Sequence[np.ndarray], density: Backend, detector: Detect
         estimator: the estimator to update (default: a new one).
     """
     est = estimator or ScaleEstimator()
-    for image in images:
-        d = density.infer(image[None])[0]
-        people = detector.detect([image])[0]
-        est.update(people, sparse=sparse_frame(float(d.sum()), len(people), rule))
+    for i in range(0, len(images), PROBE_BATCH):
+        chunk = list(images[i:i + PROBE_BATCH])
+        densities = density.infer(np.stack(chunk))
+        for d, people in zip(densities, detector.detect(chunk), strict=True):
+            est.update(people, sparse=sparse_frame(float(d.sum()), len(people), rule))
     choice = est.choice()
     log.info("scale probe: %d of %d frames sparse, person height %s px -> scale %.2f%s",
              choice.frames, len(images),

@@ -102,7 +102,9 @@ def build_device_model(net: nn.Module, card: ModelCard, precision: str,
     if precision not in PRECISIONS:
         raise BackendError(f"precision '{precision}' not supported here (choose from "
                            f"{', '.join(PRECISIONS)})")
-    net = copy.deepcopy(net).eval()
+    from streamcount.models.lazy import materialize
+
+    net = copy.deepcopy(materialize(net)).eval()
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     if precision == "fp16":

@@ -25,16 +25,19 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import nn
 
 from streamcount.engine.base import Backend
 from streamcount.engine.quantize import CalibrationRequired
 from streamcount.errors import BackendError
 from streamcount.models.card import ModelCard
-from streamcount.models.weights import load_model, resolve_model
+from streamcount.models.lazy import LazyNet, load_lazy
+from streamcount.models.weights import resolve_model
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,9 @@ class BackendSpec:
     """How to construct one backend.
 
     ``target`` (``"module:Class"``) is called as ``Class(net, card, threads=..., **options)``,
-    plus ``calibration_frames=...`` when ``calibrated``; ``threads=False`` leaves the threads
-    argument out (GPU backends).
+    plus ``calibration_frames=...`` (and the calibration policy and source) when
+    ``calibrated``, and ``performance_hint="THROUGHPUT"`` when asked for throughput and
+    ``hints``; ``threads=False`` leaves the threads argument out (GPU backends).
     """
 
     target: str
@@ -58,14 +62,17 @@ class BackendSpec:
     calibrated: bool = False  # int8: takes calibration frames
     uncalibrated: tuple[str, ...] = ()  # tried in order when there are no calibration frames
     summary: str = ""
+    hints: bool = False  # takes OpenVINO's performance_hint (LATENCY / THROUGHPUT)
 
     def missing(self) -> list[str]:
         """The required modules that are not installed."""
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
 
-    def build(self, net: nn.Module, card: ModelCard, *, threads: int | None,
-              calibration_frames: Sequence[np.ndarray]) -> Backend:
+    def build(self, net: nn.Module | LazyNet, card: ModelCard, *, threads: int | None,
+              calibration_frames: Sequence[np.ndarray],
+              settings: BuildSettings | None = None) -> Backend:
         """Import the backend's module and construct it."""
+        settings = settings or BuildSettings()
         module, _, cls = self.target.partition(":")
         factory = getattr(importlib.import_module(module), cls)
         kwargs: dict[str, Any] = dict(self.options)
@@ -73,7 +80,27 @@ class BackendSpec:
             kwargs["threads"] = threads
         if self.calibrated:
             kwargs["calibration_frames"] = calibration_frames
+            kwargs["calibration_policy"] = settings.calibration
+            kwargs["calibration_source"] = settings.calibration_source
+        if self.hints and settings.throughput:
+            kwargs["performance_hint"] = "THROUGHPUT"
         return factory(net, card, **kwargs)
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """How backends are built beyond the model and threads.
+
+    ``throughput``: several inferences in flight (OpenVINO THROUGHPUT hint; offline counting)
+    rather than the lowest latency of one call (the live service). ``calibration``: int8
+    calibration policy, ``clip`` (on the given frames) or ``model`` (once per model, cached;
+    see :data:`~streamcount.engine.quantize.CALIBRATION_POLICIES`); ``calibration_source``
+    describes the frames for the record.
+    """
+
+    throughput: bool = False
+    calibration: str = "clip"
+    calibration_source: str | None = None
 
 
 _ORT = "streamcount.engine.onnxruntime:OnnxRuntimeBackend"
@@ -89,13 +116,15 @@ BACKENDS: dict[str, BackendSpec] = {
                              calibrated=True, uncalibrated=("onnx",),
                              summary="ONNX Runtime static int8 (QLinearConv), calibrated"),
     "openvino": BackendSpec(_OV, ("openvino", "onnx", "onnxscript"), {"precision": "fp32"},
-                            summary="OpenVINO fp32"),
+                            summary="OpenVINO fp32", hints=True),
     "openvino-bf16": BackendSpec(_OV, ("openvino", "onnx", "onnxscript"), {"precision": "bf16"},
-                                 summary="OpenVINO bf16 (CPUs with AVX512_BF16/AMX)"),
+                                 summary="OpenVINO bf16 (CPUs with AVX512_BF16/AMX)",
+                                 hints=True),
     "openvino-int8": BackendSpec(_OV, ("openvino", "nncf", "onnx", "onnxscript"),
                                  {"precision": "int8"}, calibrated=True,
                                  uncalibrated=("openvino-bf16", "openvino"),
-                                 summary="OpenVINO int8 (NNCF post-training), calibrated"),
+                                 summary="OpenVINO int8 (NNCF post-training), calibrated",
+                                 hints=True),
     "cuda": BackendSpec("streamcount.engine.cuda:CudaBackend", ("torch",), {"precision": "fp16"},
                         threads=False, summary="PyTorch on an NVIDIA GPU, fp16, CUDA graphs"),
     "tensorrt": BackendSpec("streamcount.engine.tensorrt:TensorRTBackend", ("torch_tensorrt",),
@@ -113,15 +142,20 @@ def backend_names() -> tuple[str, ...]:
     return (*BACKENDS, AUTO)
 
 
-def _load(model: str | Path | tuple[nn.Module, ModelCard] | None) -> tuple[nn.Module, ModelCard]:
+ModelRef = str | Path | tuple["nn.Module | LazyNet", ModelCard] | None
+
+
+def _load(model: ModelRef) -> tuple[nn.Module | LazyNet, ModelCard]:
+    """The network and card of ``model``; a file is loaded lazily (card now, tensors when an
+    artefact has to be built or the torch backend runs)."""
     if isinstance(model, tuple):
         return model
-    return load_model(resolve_model(None if model is None else str(model)))
+    return load_lazy(resolve_model(None if model is None else str(model)))
 
 
-def create_backend(name: str, model: str | Path | tuple[nn.Module, ModelCard] | None = None, *,
-                   threads: int | None = None,
-                   calibration_frames: Sequence[np.ndarray] | None = None) -> Backend:
+def create_backend(name: str, model: ModelRef = None, *, threads: int | None = None,
+                   calibration_frames: Sequence[np.ndarray] | None = None,
+                   settings: BuildSettings | None = None) -> Backend:
     """Construct backend ``name`` for ``model``.
 
     Args:
@@ -131,6 +165,7 @@ def create_backend(name: str, model: str | Path | tuple[nn.Module, ModelCard] | 
         threads: inference threads (default: all cores this process may use).
         calibration_frames: uint8 ``H x W x 3`` BGR frames at the model input size, for the
             int8 backends (8-32 real frames of the scene).
+        settings: throughput mode and int8 calibration policy (:class:`BuildSettings`).
 
     Raises:
         BackendError: unknown name, or the backend's runtime is not installed.
@@ -140,8 +175,9 @@ def create_backend(name: str, model: str | Path | tuple[nn.Module, ModelCard] | 
         raise BackendError(f"unknown backend '{name}' (known: {', '.join(backend_names())})")
     net, card = _load(model)
     frames = list(calibration_frames or ())
+    settings = settings or BuildSettings()
     if name == AUTO:
-        return _auto(net, card, threads, frames)
+        return _auto(net, card, threads, frames, settings)
     spec = BACKENDS[name]
     missing = spec.missing()
     if missing:
@@ -149,12 +185,13 @@ def create_backend(name: str, model: str | Path | tuple[nn.Module, ModelCard] | 
                            f"not installed")
     _check_task(name, spec, card)
     try:
-        return spec.build(net, card, threads=threads, calibration_frames=frames)
+        return spec.build(net, card, threads=threads, calibration_frames=frames,
+                          settings=settings)
     except CalibrationRequired as e:
         if not spec.uncalibrated:
             raise
         return _first_loading(spec.uncalibrated, net, card, threads, [],
-                              why=f"{e}; using a float backend instead")
+                              why=f"{e}; using a float backend instead", settings=settings)
     except BackendError:
         raise
     except Exception as e:  # noqa: BLE001 - a backend that cannot load must not stop the run
@@ -165,17 +202,18 @@ def create_backend(name: str, model: str | Path | tuple[nn.Module, ModelCard] | 
         return BACKENDS[FALLBACK].build(net, card, threads=threads, calibration_frames=frames)
 
 
-def _auto(net: nn.Module, card: ModelCard, threads: int | None,
-          frames: list[np.ndarray]) -> Backend:
+def _auto(net: nn.Module | LazyNet, card: ModelCard, threads: int | None,
+          frames: list[np.ndarray], settings: BuildSettings) -> Backend:
     from streamcount.engine.selection import select_backend  # tensorrt > cuda > the CPU order
 
     return select_backend(AUTO, net, card, calibration_frames=frames, cpu_auto=lambda: (
         _first_loading(AUTO_PREFERENCE, net, card, threads, frames,
-                       why="auto: the fastest backend that loads here")))
+                       why="auto: the fastest backend that loads here", settings=settings)))
 
 
-def _first_loading(names: Sequence[str], net: nn.Module, card: ModelCard, threads: int | None,
-                   frames: list[np.ndarray], why: str) -> Backend:
+def _first_loading(names: Sequence[str], net: nn.Module | LazyNet, card: ModelCard,
+                   threads: int | None, frames: list[np.ndarray], why: str,
+                   settings: BuildSettings | None = None) -> Backend:
     """The first of ``names`` that is installed and loads; logs ``why`` and what was skipped."""
     skipped: list[str] = []
     for name in names:
@@ -188,7 +226,8 @@ def _first_loading(names: Sequence[str], net: nn.Module, card: ModelCard, thread
             skipped.append(f"{name}: no int8 parity check for {card.task} models")
             continue
         try:
-            backend = spec.build(net, card, threads=threads, calibration_frames=frames)
+            backend = spec.build(net, card, threads=threads, calibration_frames=frames,
+                                 settings=settings)
         except CalibrationRequired:
             skipped.append(f"{name}: no calibration frames")
             continue

@@ -12,68 +12,29 @@ eager fp32 PyTorch (OpenVINO int8: 4.3x); int8 counts within 0.9 % of fp32.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
-import torch
-from torch import nn
 
 from streamcount.engine import quantize
 from streamcount.engine.cache import (ArtefactCache, ArtefactKey, frames_fingerprint,
-                                      model_fingerprint)
+                                      model_fingerprint, package_version)
+from streamcount.engine.onnx_export import (DIGEST_FILE, EXPORTER, MODEL_FILE,  # noqa: F401
+                                            default_threads, exported_onnx)
 from streamcount.errors import BackendError
 from streamcount.models.card import ModelCard
+from streamcount.models.lazy import LazyNet
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.onnx"
 PRECISIONS = ("fp32", "int8")
-#: exporter and opset of the cached fp32 ONNX (part of its cache key)
-EXPORTER = "dynamo"
-
-
-def default_threads() -> int:
-    """Threads for one inference call: the cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def _export(net: nn.Module, card: ModelCard, out: Path) -> None:
-    """Export ``CountingNet(net, card)`` to ``out`` with :func:`streamcount.models.export
-    .export_onnx` (which takes a weight file, so the weights pass through a temporary one)."""
-    from streamcount.models.export import export_onnx
-    from streamcount.models.weights import save_model
-
-    with tempfile.TemporaryDirectory(prefix="streamcount-export-") as tmp, \
-            contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
-        weights = Path(tmp) / "model.safetensors"
-        save_model(weights, net, card)
-        export_onnx(weights, out, exporter=EXPORTER)
-
-
-def exported_onnx(net: nn.Module, card: ModelCard, cache: ArtefactCache | None = None) -> Path:
-    """The fp32 ONNX file of the deploy graph, exported once per model and cached."""
-    import onnx
-
-    cache = cache or ArtefactCache()
-    key = ArtefactKey(model=model_fingerprint(net, card), backend="onnx-export",
-                      runtime=f"torch={torch.__version__} onnx={onnx.__version__}",
-                      options=EXPORTER)
-
-    def load(d: Path) -> Path:
-        onnx.checker.check_model(str(d / MODEL_FILE))
-        return d / MODEL_FILE
-
-    return cache.load(key, lambda d: _export(net, card, d / MODEL_FILE), load)
 
 
 def _session(path: Path, threads: int) -> ort.InferenceSession:
@@ -101,12 +62,17 @@ class OnnxRuntimeBackend:
         calibration_frames: uint8 ``H x W x 3`` BGR frames at the model input size (int8 only;
             about 8-32 real frames of the scene). Without them, int8 reuses the model's last
             cached calibration or raises :class:`~streamcount.engine.quantize.CalibrationRequired`.
+        calibration_policy: ``clip`` (default: calibrate on the frames) or ``model`` (reuse the
+            model's cached calibration; the frames calibrate only when there is none).
+        calibration_source: where the frames come from, recorded with the int8 model.
         cache: the artefact cache (default: :func:`~streamcount.engine.cache.cache_root`).
     """
 
-    def __init__(self, net: nn.Module, card: ModelCard, *, threads: int | None = None,
+    def __init__(self, net: nn.Module | LazyNet, card: ModelCard, *, threads: int | None = None,
                  precision: str = "fp32",
                  calibration_frames: Sequence[np.ndarray] | None = None,
+                 calibration_policy: str = "clip",
+                 calibration_source: str | None = None,
                  cache: ArtefactCache | None = None) -> None:
         if precision not in PRECISIONS:
             raise BackendError(f"onnxruntime precision '{precision}' is not one of "
@@ -117,6 +83,9 @@ class OnnxRuntimeBackend:
         self.threads = threads or default_threads()
         self._cache = cache or ArtefactCache()
         self.quantization: dict[str, object] = {}
+        self.calibration_reused = False
+        self._policy = calibration_policy
+        self._source = calibration_source
         fp32 = exported_onnx(net, card, self._cache)
         if precision == "fp32":
             self.artefact = fp32
@@ -126,20 +95,15 @@ class OnnxRuntimeBackend:
         self._session = _session(self.artefact, self.threads)
         self._input = self._session.get_inputs()[0].name
 
-    def _int8(self, net: nn.Module, card: ModelCard, fp32: Path,
+    def _int8(self, net: nn.Module | LazyNet, card: ModelCard, fp32: Path,
               frames: list[np.ndarray]) -> Path:
         key = ArtefactKey(model=model_fingerprint(net, card), backend=self.name,
-                          runtime=f"onnxruntime={ort.__version__} torch={torch.__version__}",
+                          runtime=f"onnxruntime={ort.__version__} "
+                                  f"torch={package_version('torch')}",
                           calibration=frames_fingerprint(frames) if frames else "",
                           options=quantize.recipes_key(quantize.ORT_RECIPES))
-        if not frames:
-            remembered = self._cache.recall(key)
-            if remembered is None:
-                raise quantize.CalibrationRequired(
-                    f"backend '{self.name}' needs calibration frames for model '{card.name}' "
-                    f"(none given and none cached)")
-            log.info("%s: using the int8 model calibrated earlier for '%s'", self.name, card.name)
-            key = remembered
+        key, self.calibration_reused = quantize.calibration_key(
+            self._cache, key, frames, self._policy, self.name, card.name)
 
         def build(d: Path) -> None:
             reference = _counts(_session(fp32, self.threads), frames)
@@ -157,7 +121,7 @@ class OnnxRuntimeBackend:
             for t in trials:
                 t.result.unlink(missing_ok=True)
             quantizer.cleanup()
-            quantize.write_report(d, chosen, trials, len(frames))
+            quantize.write_report(d, chosen, trials, len(frames), self._source)
 
         def load(d: Path) -> Path:
             _session(d / MODEL_FILE, 1)  # fails on a corrupt file -> rebuilt
@@ -186,8 +150,6 @@ class OnnxRuntimeBackend:
                                 "precision": self.precision, "threads": self.threads,
                                 "device": "cpu", "artefact": str(self.artefact)}
         if self.quantization:
-            d["quantization"] = {"recipe": self.quantization["recipe"]["name"],
-                                 "calibration_frames": self.quantization["calibration_frames"],
-                                 "calibration_deviation": round(
-                                     float(self.quantization["deviation"]), 5)}
+            d["quantization"] = quantize.describe_report(self.quantization,
+                                                         self.calibration_reused)
         return d

@@ -46,8 +46,43 @@ REPORT_FILE = "quantization.json"
 _T = TypeVar("_T")
 
 
+#: where an int8 backend's calibration comes from: ``model`` (once per model, backend and
+#: runtime: the calibration cached for the model is reused on every input, and the given
+#: frames calibrate only when none is cached; ``streamcount count``'s default) or ``clip``
+#: (the given frames, every time; the backends' default). Either way the artefact becomes the
+#: model's latest calibration, which a backend created without frames reuses.
+CALIBRATION_POLICIES = ("model", "clip")
+
+
 class CalibrationRequired(BackendError):
     """An int8 backend was asked for without calibration frames and none were cached."""
+
+
+def calibration_key(cache: Any, key: Any, frames: Sequence[np.ndarray], policy: str,
+                    backend: str, model: str) -> tuple[Any, bool]:
+    """The artefact key an int8 backend should load, and whether it reuses a calibration.
+
+    ``key`` is the key for calibrating on ``frames`` (an
+    :class:`~streamcount.engine.cache.ArtefactKey`); with policy ``model`` (or no frames) the
+    model's remembered calibration (:meth:`~streamcount.engine.cache.ArtefactCache.recall`)
+    wins when one is cached.
+
+    Raises:
+        BackendError: an unknown policy.
+        CalibrationRequired: no frames and nothing cached.
+    """
+    if policy not in CALIBRATION_POLICIES:
+        raise BackendError(f"unknown calibration policy '{policy}' (choose from "
+                           f"{', '.join(CALIBRATION_POLICIES)})")
+    if policy == "model" or not frames:
+        remembered = cache.recall(key)
+        if remembered is not None:
+            log.info("%s: reusing the int8 calibration cached for model '%s'", backend, model)
+            return remembered, True
+        if not frames:
+            raise CalibrationRequired(f"backend '{backend}' needs calibration frames for model "
+                                      f"'{model}' (none given and none cached)")
+    return key, False
 
 
 @dataclass(frozen=True)
@@ -191,12 +226,22 @@ def choose(recipes: Sequence[QuantRecipe], build: Callable[[QuantRecipe], _T],
 
 
 def write_report(directory: Path, chosen: Trial[Any], trials: Sequence[Trial[Any]],
-                 frames: int) -> None:
-    """Record the recipe choice beside the artefact (read back by :func:`read_report`)."""
+                 frames: int, source: str | None = None) -> None:
+    """Record the recipe choice beside the artefact (read back by :func:`read_report`);
+    ``source`` says where the calibration frames came from."""
     report = {"recipe": asdict(chosen.recipe), "deviation": chosen.deviation,
-              "calibration_frames": frames,
+              "calibration_frames": frames, "calibration_source": source,
               "tried": [{"recipe": t.recipe.name, "deviation": t.deviation} for t in trials]}
     (directory / REPORT_FILE).write_text(json.dumps(report, indent=1))
+
+
+def describe_report(report: dict[str, Any], reused: bool) -> dict[str, Any]:
+    """The ``quantization`` entry of a backend's ``describe()`` for a :func:`read_report`."""
+    return {"recipe": report["recipe"]["name"],
+            "calibration_frames": report["calibration_frames"],
+            "calibration_deviation": round(float(report["deviation"]), 5),
+            "calibration_source": report.get("calibration_source"),
+            "calibration": "cached for the model" if reused else "calibrated on these frames"}
 
 
 def read_report(directory: Path) -> dict[str, Any]:

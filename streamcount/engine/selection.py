@@ -15,16 +15,20 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from torch import nn
 
 from streamcount.engine.base import Backend
-from streamcount.engine.cuda import PRECISIONS as CUDA_PRECISIONS
-from streamcount.engine.cuda import CudaBackend, CudaProbe, probe_cuda
-from streamcount.engine.tensorrt import PRECISIONS as TRT_PRECISIONS
-from streamcount.engine.tensorrt import TensorRTBackend, TensorRTProbe, probe_tensorrt
+from streamcount.engine.cache import package_version
 from streamcount.errors import BackendError
 from streamcount.models.card import ModelCard
+
+if TYPE_CHECKING:  # the GPU modules import torch: only where a GPU may be present
+    from torch import nn
+
+    from streamcount.engine.cuda import CudaProbe
+    from streamcount.engine.tensorrt import TensorRTProbe
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +47,31 @@ class Candidate:
     reason: str
 
 
+def cpu_only_torch() -> str | None:
+    """Why there can be no CUDA backend, when the installed torch wheel says so in its version
+    (``2.13.0+cpu``): known without importing torch (1.2 s). None when it may have CUDA."""
+    version = package_version("torch")
+    if version.endswith("+cpu"):
+        return f"this PyTorch build ({version}) has no CUDA support"
+    return None
+
+
 def gpu_candidates(cuda: CudaProbe | None = None,
                    trt: TensorRTProbe | None = None) -> list[Candidate]:
     """The GPU backends in preference order with whether each can be tried here."""
-    cuda = cuda or probe_cuda()
+    if cuda is None:
+        why = cpu_only_torch()
+        if why is not None:
+            return [Candidate(n, False, f"no CUDA GPU ({why})") for n in GPU_BACKENDS]
+        from streamcount.engine.cuda import probe_cuda
+
+        cuda = probe_cuda()
     if not cuda.available:
         return [Candidate(n, False, f"no CUDA GPU ({cuda.reason})") for n in GPU_BACKENDS]
-    trt = trt or probe_tensorrt()
+    if trt is None:
+        from streamcount.engine.tensorrt import probe_tensorrt
+
+        trt = probe_tensorrt()
     gpu = f"{cuda.name} (compute {cuda.capability})"
     return [Candidate("tensorrt", trt.available,
                       f"{gpu}, {trt.runtime}" if trt.available else trt.reason),
@@ -61,6 +83,9 @@ def create_gpu_backend(name: str, net: nn.Module, card: ModelCard, *,
                        calibration_frames: Sequence[np.ndarray] | None = None,
                        **options: object) -> Backend:
     """Construct GPU backend ``name`` (raises :class:`BackendError` if it cannot run here)."""
+    from streamcount.engine.cuda import CudaBackend
+    from streamcount.engine.tensorrt import TensorRTBackend
+
     prec = precision or DEFAULT_PRECISION.get(name, "fp16")
     if name == "cuda":
         return CudaBackend(net, card, precision=prec, **options)  # type: ignore[arg-type]
@@ -73,6 +98,9 @@ def create_gpu_backend(name: str, net: nn.Module, card: ModelCard, *,
 def _precision_for(backend: str, requested: str | None) -> str | None:
     """``requested`` if ``backend`` supports it, else None (its default), e.g. when a tensorrt
     int8 request falls back to cuda, which has no int8."""
+    from streamcount.engine.cuda import PRECISIONS as CUDA_PRECISIONS
+    from streamcount.engine.tensorrt import PRECISIONS as TRT_PRECISIONS
+
     supported = {"cuda": CUDA_PRECISIONS, "tensorrt": TRT_PRECISIONS}.get(backend, ())
     if requested is not None and requested not in supported:
         log.info("backend %s has no %s; using its default %s", backend, requested,

@@ -8,6 +8,7 @@ from torch import nn
 
 from streamcount.models.card import ModelCard
 from streamcount.models.deploy import CountingNet
+from streamcount.models.lazy import LazyNet, materialize
 
 
 class TorchBackend:
@@ -15,13 +16,13 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, net: nn.Module, card: ModelCard, threads: int | None = None,
+    def __init__(self, net: nn.Module | LazyNet, card: ModelCard, threads: int | None = None,
                  device: str = "cpu") -> None:
         if threads:
             torch.set_num_threads(threads)
         self.card = card
         self.device = torch.device(device)
-        self.model = CountingNet(net, card).eval().to(self.device)
+        self.model = CountingNet(materialize(net), card).eval().to(self.device)
         self.model.net.to(memory_format=torch.channels_last)
 
     def infer(self, frames: np.ndarray) -> np.ndarray:

@@ -18,8 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-#: input size (H, W) of the SKT README's ShanghaiTech-A FLOP and timing numbers
-PAPER_INPUT_HW: tuple[int, int] = (576, 864)
+from streamcount.models.stats import PAPER_INPUT_HW  # noqa: E402,F401 - re-exported
 
 
 def count_params(net: nn.Module) -> int:

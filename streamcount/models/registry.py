@@ -1,17 +1,21 @@
-"""Architecture registry: names -> builders and their input conventions."""
+"""Architecture registry: names -> builders and their input conventions.
+
+Importing this module does not import torch: each builder imports its architecture's module
+when called, so reading a model card or listing the registry stays cheap (``streamcount
+models list``, ``--help``).
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from streamcount.errors import ModelError
-from streamcount.models.bl import BLVGG19
-from streamcount.models.csrnet import CSRNet, CSRNetStudent
-from streamcount.models.dual import DualDensity
-from streamcount.models.mcnn import MCNN
+
+if TYPE_CHECKING:
+    from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -39,6 +43,20 @@ class ArchSpec:
     task: str = "density"
 
 
+def _lazy(target: str, *args: Any) -> Callable[[], nn.Module]:
+    """A builder that imports ``module:Class`` only when it is called."""
+    module, _, name = target.partition(":")
+
+    def builder() -> nn.Module:
+        return getattr(importlib.import_module(module), name)(*args)
+
+    builder.__qualname__ = f"{name}{args if args else ''}"
+    return builder
+
+
+_CSRNET = "streamcount.models.csrnet"
+
+
 def _yolo_fastest_body() -> nn.Module:
     from streamcount.models.darknet import YOLO_FASTEST_BODY_CFG, darknet_from_files
 
@@ -52,16 +70,23 @@ def _rgb(name: str, builder: Callable[[], nn.Module], desc: str) -> ArchSpec:
 ARCHITECTURES: dict[str, ArchSpec] = {
     spec.name: spec
     for spec in (
-        _rgb("csrnet", CSRNet, "CSRNet teacher (VGG-16 front end, dilated back end), 16.26 M params"),
-        _rgb("csrnet_1_2", lambda: CSRNetStudent(2), "1/2-CSRNet SKT student, 4.07 M params"),
-        _rgb("csrnet_1_3", lambda: CSRNetStudent(3), "1/3-CSRNet SKT student, 1.81 M params"),
-        _rgb("csrnet_1_4", lambda: CSRNetStudent(4), "1/4-CSRNet SKT student, 1.02 M params"),
-        _rgb("csrnet_1_5", lambda: CSRNetStudent(5), "1/5-CSRNet SKT student, 0.65 M params"),
-        _rgb("csrnet_1_4_dual", DualDensity, "sparse + dense 1/4-CSRNet SKT students blended "
-             "by local density, 2.04 M params"),
-        _rgb("bl_vgg19", lambda: BLVGG19(1), "Bayesian-Loss VGG-19 teacher, 21.50 M params"),
-        _rgb("bl_vgg19_1_4", lambda: BLVGG19(4), "1/4-BL SKT student, 1.35 M params"),
-        ArchSpec("mcnn", MCNN, "gray", (0.0,), (1.0,), 1.0, 4,
+        _rgb("csrnet", _lazy(f"{_CSRNET}:CSRNet"),
+             "CSRNet teacher (VGG-16 front end, dilated back end), 16.26 M params"),
+        _rgb("csrnet_1_2", _lazy(f"{_CSRNET}:CSRNetStudent", 2),
+             "1/2-CSRNet SKT student, 4.07 M params"),
+        _rgb("csrnet_1_3", _lazy(f"{_CSRNET}:CSRNetStudent", 3),
+             "1/3-CSRNet SKT student, 1.81 M params"),
+        _rgb("csrnet_1_4", _lazy(f"{_CSRNET}:CSRNetStudent", 4),
+             "1/4-CSRNet SKT student, 1.02 M params"),
+        _rgb("csrnet_1_5", _lazy(f"{_CSRNET}:CSRNetStudent", 5),
+             "1/5-CSRNet SKT student, 0.65 M params"),
+        _rgb("csrnet_1_4_dual", _lazy("streamcount.models.dual:DualDensity"),
+             "sparse + dense 1/4-CSRNet SKT students blended by local density, 2.04 M params"),
+        _rgb("bl_vgg19", _lazy("streamcount.models.bl:BLVGG19", 1),
+             "Bayesian-Loss VGG-19 teacher, 21.50 M params"),
+        _rgb("bl_vgg19_1_4", _lazy("streamcount.models.bl:BLVGG19", 4),
+             "1/4-BL SKT student, 1.35 M params"),
+        ArchSpec("mcnn", _lazy("streamcount.models.mcnn:MCNN"), "gray", (0.0,), (1.0,), 1.0, 4,
                  "MCNN multi-column CNN (Zhang et al. 2016), 0.13 M params", input_multiple=4),
         ArchSpec("yolo_fastest_body", _yolo_fastest_body, "rgb", (0.0, 0.0, 0.0),
                  (1.0, 1.0, 1.0), 1 / 255.0, 32,

@@ -7,14 +7,17 @@ import logging
 import os
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
+
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import nn
 
 from streamcount.errors import ModelError
 from streamcount.models.card import ModelCard
 from streamcount.models.registry import ARCHITECTURES, build
+
+if TYPE_CHECKING:  # torch is imported where tensors are needed, not to read a card
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ def save_model(path: str | Path, net: nn.Module, card: ModelCard,
     ``dtype`` (e.g. ``torch.float16``) stores floating-point tensors at that precision (half
     the size for large teachers); loading converts them back to the network's float32.
     """
+    from safetensors.torch import save_file
+
     state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
              .detach().cpu().contiguous() for k, v in net.state_dict().items()}
     card = card.with_(sha256=state_sha256(state))
@@ -64,7 +69,7 @@ def read_card(path: str | Path) -> ModelCard:
     from safetensors import safe_open
 
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelError(f"{path}: not a streamcount model file ({e})") from None
@@ -78,6 +83,8 @@ def read_card(path: str | Path) -> ModelCard:
 
 def load_model(path: str | Path) -> tuple[nn.Module, ModelCard]:
     """Build the card's architecture and load the weights (shapes verified), in eval mode."""
+    from safetensors.torch import load_file
+
     card = read_card(path)
     if card.arch not in ARCHITECTURES:
         raise ModelError(f"{path}: unknown architecture '{card.arch}' in model card")

@@ -3,8 +3,16 @@ images or a stream URL through the same stages as the live service, lossless and
 the machine allows.
 
 Stages: the media reader thread decodes and resizes frames to the model input size (so decoding
-overlaps inference) -> batches of same-size frames -> ``Backend.infer`` -> per-size
-:class:`RegionCounter` -> sinks (CSV, summary, optional annotated MP4 on its own thread, plot).
+overlaps inference) -> batches of same-size frames -> an inference thread (the density
+model's resize for an automatic scale, ``Backend.infer`` and the person detector, a batch or
+two ahead) -> on the calling thread the counting rule, per-size :class:`RegionCounter` and
+the sinks (CSV, summary, optional annotated MP4 on its own thread, plot). The backends run
+in throughput mode (OpenVINO: one request per frame of a batch, all in flight). Each stage's
+busy time is recorded in ``summary.json`` (``profile``), with the start-up phases
+(``startup``, :mod:`streamcount.startup`) and ``auto``'s parity check (``auto``).
+
+int8 calibration is the model's (:mod:`streamcount.pipeline.backend_choice`): a new input only
+gets the fp32 parity check that ``auto`` needs, on a few of its first frames.
 
 Ctrl-C stops after the batch in flight; ``counts.csv`` and ``summary.json`` then describe
 exactly the frames processed (``"interrupted": true``).
@@ -18,55 +26,66 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import nn
 
-from streamcount import __version__
+from streamcount import __version__, startup
+from streamcount.detect.boxes import Detections
 from streamcount.detect.counting import COUNTING_METHODS, MethodCounter
-from streamcount.detect.detector import create_float_backend
 from streamcount.detect.scale import ScaleChoice, probe_scale
 from streamcount.engine import factory
 from streamcount.engine.base import Backend
+from streamcount.engine.factory import BuildSettings
 from streamcount.engine.preprocess import DEFAULT_MAX_SIDE, plan_input_size, prepare_frame
+from streamcount.engine.quantize import CALIBRATION_POLICIES
 from streamcount.errors import BackendError, InputError, ModelError
-from streamcount.models.card import ModelCard
-from streamcount.models.weights import load_model, resolve_model
 from streamcount.messages import Frame, RegionCounts
+from streamcount.models.card import ModelCard
+from streamcount.models.lazy import load_lazy
+from streamcount.models.weights import resolve_model
+from streamcount.pipeline.backend_choice import (  # noqa: F401 - re-exported
+    AUTO_FLOAT_FALLBACKS, AUTO_MIN_COUNT, CALIBRATION_FRAMES, CALIBRATION_STRIDE,
+    MAX_AUTO_DEVIATION, BackendChoice, auto_deviation, check_auto, choose_counting_backend,
+    create_counting_backend, create_density_backend, create_reference)
 from streamcount.pipeline.regions import Region, RegionCounter, load_regions
+from streamcount.pipeline.stages import StageTimes, threaded_map
 from streamcount.sinks.csvsink import CsvSink
 from streamcount.sinks.plot import CountsPlot
 from streamcount.sinks.summary import SummaryBuilder, write_json_atomic
 from streamcount.sinks.video import AnnotatedVideoSink
 from streamcount.sources.media import MediaKind, MediaSource, open_media
 
+if TYPE_CHECKING:
+    from torch import nn
+
+    from streamcount.models.lazy import LazyNet
+
 log = logging.getLogger(__name__)
 
 DEFAULT_OUT_DIR = "streamcount-out"
 #: frames per ``infer`` call
 DEFAULT_BATCH = 4
-#: frames used to calibrate int8 backends: every CALIBRATION_STRIDE-th of the input's first
-#: frames (model-input size); spread-out frames calibrate better than consecutive near-copies
-CALIBRATION_FRAMES = 32
-CALIBRATION_STRIDE = 4
-#: ``auto`` accepts a reduced-precision backend only if its counts stay this close to fp32
-#: (mean relative difference on the calibration frames)
-MAX_AUTO_DEVIATION = 0.02
-#: below this many people per frame ``auto`` judges the deviation in people, not percent:
-#: 2 % of 20 = 0.4 person (percentages of a sparse scene's few people are mostly noise)
-AUTO_MIN_COUNT = 20.0
-#: reduced-precision float backends ``auto`` tries, fastest first, when int8 is too far off
-AUTO_FLOAT_FALLBACKS = ("openvino-bf16",)
+#: batches the inference thread may run ahead of counting and writing
+INFER_AHEAD = 2
 
 CSV_NAME = "counts.csv"
 SUMMARY_NAME = "summary.json"
 VIDEO_NAME = "annotated.mp4"
 PLOT_NAME = "counts.png"
+
+
+@dataclass(frozen=True)
+class _Inferred:
+    """What the inference thread hands over for one batch."""
+
+    size: tuple[int, int]  # density model input size
+    densities: np.ndarray
+    people: list[Detections] | None  # None: not detected (``density`` counting)
 
 
 @dataclass(frozen=True)
@@ -124,7 +143,7 @@ class _GracefulInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
-Model = Path | tuple[nn.Module, ModelCard]
+Model = Path | tuple["nn.Module | LazyNet", ModelCard]
 
 
 def create_backend(name: str, model: Model, *, threads: int | None = None,
@@ -133,71 +152,6 @@ def create_backend(name: str, model: Model, *, threads: int | None = None,
     :mod:`streamcount.engine.factory`)."""
     return factory.create_backend(name, model, threads=threads,
                                   calibration_frames=list(calibration))
-
-
-def count_deviation_of(backend: Backend) -> float | None:
-    """The mean count deviation from fp32 an int8 backend measured on its calibration frames
-    (None when it reports none)."""
-    q = backend.describe().get("quantization")
-    if isinstance(q, dict) and q.get("calibration_deviation") is not None:
-        return float(q["calibration_deviation"])
-    return None
-
-
-def auto_deviation(reference: Sequence[float], counts: Sequence[float]) -> float:
-    """Mean ``|count - fp32| / max(fp32, AUTO_MIN_COUNT)``: relative for crowds, in people
-    (fractions of :data:`AUTO_MIN_COUNT`) for sparse scenes."""
-    r = np.asarray(reference, dtype=np.float64)
-    c = np.asarray(counts, dtype=np.float64)
-    return float(np.mean(np.abs(c - r) / np.maximum(np.abs(r), AUTO_MIN_COUNT)))
-
-
-def create_counting_backend(name: str, model: Model, *, threads: int | None = None,
-                            calibration: Sequence[np.ndarray] = ()) -> Backend:
-    """:func:`create_backend`, and for ``auto`` the fastest backend whose counts stay within
-    :data:`MAX_AUTO_DEVIATION` of fp32 on the calibration frames.
-
-    The int8 backend measures its own deviation while calibrating; when that is too large,
-    the float backends of :data:`AUTO_FLOAT_FALLBACKS` are checked against fp32 OpenVINO on
-    the same frames, and fp32 is used when none passes.
-    """
-    backend = create_backend(name, model, threads=threads, calibration=calibration)
-    if name != "auto":
-        return backend
-    dev = count_deviation_of(backend)
-    if dev is None or dev <= MAX_AUTO_DEVIATION:
-        return backend
-    try:
-        reference = create_backend("openvino", model, threads=threads)
-    except BackendError:
-        reference = create_backend("torch", model, threads=threads)
-    frames = list(calibration)
-    ref_counts = [float(reference.infer(f[None]).sum()) for f in frames]
-    people_dev = auto_deviation(ref_counts, [float(backend.infer(f[None]).sum()) for f in frames])
-    if people_dev <= MAX_AUTO_DEVIATION:
-        log.info("auto: keeping %s: %.1f %% from fp32 on the first frames, %.2f %% of "
-                 "max(count, %g people)", backend.name, 100 * dev, 100 * people_dev,
-                 AUTO_MIN_COUNT)
-        return backend
-    log.warning("auto: %s counts differ from fp32 by %.1f %% on the first frames (limit "
-                "%.0f %%); trying float backends", backend.name, 100 * people_dev,
-                100 * MAX_AUTO_DEVIATION)
-    for candidate in AUTO_FLOAT_FALLBACKS:
-        try:
-            other = create_backend(candidate, model, threads=threads)
-        except BackendError as e:
-            log.info("auto: %s skipped (%s)", candidate, e)
-            continue
-        if other.name == reference.name:
-            continue
-        dev = auto_deviation(ref_counts, [float(other.infer(f[None]).sum()) for f in frames])
-        if dev <= MAX_AUTO_DEVIATION:
-            log.warning("auto: using %s (%.2f %% from fp32 on the first frames)", other.name,
-                        100 * dev)
-            return other
-        log.info("auto: %s differs from fp32 by %.2f %%; not used", other.name, 100 * dev)
-    log.warning("auto: using %s fp32", reference.name)
-    return reference
 
 
 def _needs_calibration(name: str) -> bool:
@@ -218,7 +172,8 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
                 annotate: bool = False, plot: bool = False, batch: int = DEFAULT_BATCH,
                 threads: int | None = None, progress: bool = True,
                 backend_instance: Backend | None = None,
-                counting: str | None = None, scale: str = "off") -> dict[str, Any]:
+                counting: str | None = None, scale: str = "off",
+                calibration: str = "model", throughput: bool = True) -> dict[str, Any]:
     """Count people per region in a video, image, folder of images or stream URL.
 
     Writes ``out_dir/counts.csv`` and ``out_dir/summary.json`` (and ``annotated.mp4``,
@@ -250,6 +205,11 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
             frames where it explains the density (:mod:`streamcount.detect.scale`); a camera
             whose people are too large for that is counted by detection. ``off``: ``max_side``
             only.
+        calibration: int8 calibration policy: ``model`` (reuse the model's cached calibration
+            and check fp32 parity on a few frames of this input; calibrate on this input only
+            when the model has none yet) or ``clip`` (calibrate on this input's frames).
+        throughput: build the backends for throughput (several inferences in flight) rather
+            than for the latency of one call.
 
     Raises:
         UserError: bad input, regions file, model or backend (one-line message).
@@ -261,13 +221,16 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
     if backend_instance is None and backend not in factory.backend_names():
         raise BackendError(f"unknown backend '{backend}' "
                            f"(known: {', '.join(factory.backend_names())})")
+    if calibration not in CALIBRATION_POLICIES:
+        raise InputError(f"unknown calibration policy '{calibration}' "
+                         f"(choose from {', '.join(CALIBRATION_POLICIES)})")
     region_list, regions_file = _regions_of(regions)
-    loaded: tuple[nn.Module, ModelCard] | None = None
+    loaded: tuple[nn.Module | LazyNet, ModelCard] | None = None
     if backend_instance is not None:
         model_path, card = None, backend_instance.card
     else:
         model_path = resolve_model(model)
-        loaded = load_model(model_path)  # once: the file may be replaced while we run
+        loaded = load_lazy(model_path)  # the card now; the tensors only if an export is due
         card = loaded[1]
     multiple = card.input_multiple
     if counting is not None and counting not in COUNTING_METHODS:
@@ -276,13 +239,20 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
     if card.task != "density":
         raise ModelError(f"model '{card.name}' is a {card.task} model; --model takes a density "
                          f"model (use --counting detect to count by detection)")
-    counter = MethodCounter(counting, threads=threads) if counting else None
     if scale not in ("auto", "off"):
         raise InputError(f"unknown scale policy '{scale}' (choose from auto, off)")
+    settings = BuildSettings(throughput=throughput, calibration=calibration)
+    counter = MethodCounter(counting, threads=threads, settings=settings) if counting else None
+    startup.mark("model card")
+
+    times = StageTimes()
 
     def to_model_input(image: np.ndarray) -> np.ndarray:
-        return prepare_frame(image, plan_input_size(image.shape[0], image.shape[1],
-                                                    max_side, multiple))
+        t0 = time.perf_counter()
+        out = prepare_frame(image, plan_input_size(image.shape[0], image.shape[1],
+                                                   max_side, multiple))
+        times.add("resize to model input (reader thread)", time.perf_counter() - t0)
+        return out
 
     out = Path(out_dir)
     source = open_media(input, fps=fps, queue_size=max(8, 3 * batch), transform=to_model_input)
@@ -290,7 +260,7 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
     names = (*[r.name for r in region_list], "all")
     stop = threading.Event()
     run = _Run(source, names, region_list, card, out, annotate=annotate, plot=plot,
-               counter=counter)
+               counter=counter, times=times)
     run.model_path = model_path
     interrupted = False
     error: str | None = None
@@ -306,22 +276,60 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
                     head.append(frame)
                     if len(head) >= CALIBRATION_FRAMES * CALIBRATION_STRIDE:
                         break
-            if auto_scale and head:
-                run.choose_scale(head, be or loaded, threads, multiple)
-            if be is None:
+                startup.mark("decode first frames")
+            if counter is not None and counter.detector is not None:  # created now
+                startup.mark("detector load")
+            reference = _Lazy(lambda: create_reference(loaded, threads, settings)
+                              if loaded is not None else None)
+            label = _source_label(info, head)
+            if be is None and (calibration == "model" or not auto_scale):
+                # the model's own calibration (cached, or made once on these frames at the
+                # model input size): available before the scale is known, so it probes too
                 assert loaded is not None
-                be = create_counting_backend(
+                be = create_density_backend(
+                    backend, loaded, threads=threads,
+                    calibration=_calibration_set(head[::CALIBRATION_STRIDE]),
+                    settings=replace(settings, calibration_source=label))
+                startup.mark("density backend")
+                probe = be
+            else:
+                probe = be or reference()
+            if auto_scale and head:
+                run.choose_scale(head, probe, threads, multiple)
+                startup.mark(f"scale probe ({probe.name} + detector)")
+            if be is None:  # --calibration clip: calibrate on the frames at the scaled size
+                assert loaded is not None
+                be = create_density_backend(
                     backend, loaded, threads=threads,
                     calibration=[run.density_input(f)
-                                 for f in _calibration_set(head[::CALIBRATION_STRIDE])])
+                                 for f in _calibration_set(head[::CALIBRATION_STRIDE])],
+                    settings=replace(settings, calibration_source=label))
+                startup.mark("density backend (calibrated on this input)")
+            if backend_instance is None:
+                assert loaded is not None
+                run.auto = check_auto(
+                    be, backend, loaded, threads=threads,
+                    frames=[run.density_input(f)
+                            for f in _calibration_set(head[::CALIBRATION_STRIDE])],
+                    settings=settings, reference=reference)
+                be = run.auto.backend
+                startup.mark("parity check (fp32)")
             run.backend = be
             run.t_infer_start = time.perf_counter()
             bar = _progress_bar(progress, source.expected_frames, info.name)
             try:
-                for b in _batches(_chain(head, frames), batch, stop):
-                    run.process(b)
+                inferred = threaded_map(run.infer, _batches(_chain(head, frames, times), batch,
+                                                            stop),
+                                        depth=INFER_AHEAD, name="inference")
+                for b, result in inferred:
+                    run.emit(b, result)
+                    if run.first_frame:
+                        run.first_frame = False
+                        startup.mark("first frame")
+                        startup.log_once()
                     if bar is not None:
-                        bar.update(len(b.frames))
+                        with times.time("progress bar"):
+                            bar.update(len(b.frames))
             finally:
                 if bar is not None:
                     bar.close()
@@ -340,9 +348,38 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
     return summary
 
 
-def _chain(head: list[Frame], rest: Iterator[Frame]) -> Iterator[Frame]:
+class _Lazy:
+    """A value computed on the first call and reused."""
+
+    def __init__(self, make: Any) -> None:
+        self._make = make
+        self._value: Any = None
+        self._made = False
+
+    def __call__(self) -> Any:
+        if not self._made:
+            self._value = self._make()
+            self._made = True
+        return self._value
+
+
+def _source_label(info: Any, head: Sequence[Frame]) -> str:
+    """How calibration frames taken from this input are described in the int8 record."""
+    return (f"{info.name}: every {CALIBRATION_STRIDE}th of its first {len(head)} frames "
+            f"(the first input counted with this model)")
+
+
+def _chain(head: list[Frame], rest: Iterator[Frame], times: StageTimes) -> Iterator[Frame]:
+    """The frames read ahead, then the rest; time spent waiting for the reader is accounted
+    as ``wait for decoded frames``."""
     yield from head
-    yield from rest
+    while True:
+        t0 = time.perf_counter()
+        frame = next(rest, None)
+        times.add("wait for decoded frames", time.perf_counter() - t0)
+        if frame is None:
+            return
+        yield frame
 
 
 def _calibration_set(frames: Sequence[Frame]) -> list[np.ndarray]:
@@ -367,13 +404,16 @@ class _Run:
 
     def __init__(self, source: MediaSource, names: Sequence[str], regions: Sequence[Region],
                  card: ModelCard, out: Path, *, annotate: bool, plot: bool,
-                 counter: MethodCounter | None = None) -> None:
+                 counter: MethodCounter | None = None, times: StageTimes | None = None) -> None:
         self.source = source
         self.names = tuple(names)
         self.regions = tuple(regions)
         self.card = card
         self.out = out
         self.backend: Backend | None = None
+        self.auto: BackendChoice | None = None
+        self.times = times or StageTimes()
+        self.first_frame = True
         self.model_path: Path | None = None
         self.t_infer_start: float | None = None
         self.input_sizes: dict[tuple[int, int], int] = {}
@@ -397,17 +437,17 @@ class _Run:
         size = self.density_size
         return image if size is None or image.shape[:2] == size else prepare_frame(image, size)
 
-    def choose_scale(self, head: list[Frame],
-                     density: Backend | tuple[nn.Module, ModelCard] | None,
+    def choose_scale(self, head: list[Frame], density: Backend | None,
                      threads: int | None, multiple: int) -> None:
-        """Probe the camera's scale on ``head`` (see :mod:`streamcount.detect.scale`): the
-        density model then sees frames at :attr:`density_size` (the detector keeps the full
-        model-input frames); may hand the camera to detection."""
+        """Probe the camera's scale on ``head`` with the fp32 ``density`` backend (see
+        :mod:`streamcount.detect.scale`): the density model then sees frames at
+        :attr:`density_size` (the detector keeps the full model-input frames); may hand the
+        camera to detection."""
         counter = self.method_counter
         assert counter is not None and density is not None
-        probe = density if not isinstance(density, tuple) else create_float_backend(
-            density, threads)
-        detector = counter.detector or MethodCounter("detect", threads=threads).detector
+        probe = density
+        detector = counter.detector or MethodCounter(
+            "detect", threads=threads, settings=counter.settings).detector
         assert detector is not None
         self.scale = choice = probe_scale([f.image for f in head[::CALIBRATION_STRIDE]], probe,
                                           detector, counter.rule)
@@ -430,38 +470,64 @@ class _Run:
                 self.regions, size, self.card.output_stride, frame_hw)
         return c
 
-    def process(self, batch: Batch) -> None:
+    def infer(self, batch: Batch) -> tuple[Batch, _Inferred]:
+        """The models' part of a batch (run on the inference thread): density maps, at the
+        automatic scale's size when one was chosen, and the detector's people."""
         assert self.backend is not None
         size = batch.size
+        times = self.times
         if self.density_size is None or self.density_size == size:
-            densities = self.backend.infer(batch.array())
+            x = batch.array()
         else:  # automatic scale: density on smaller frames, detection on the full ones
             size = self.density_size
-            densities = self.backend.infer(np.stack([self.density_input(f.image)
-                                                     for f in batch.frames]))
+            with times.time("resize to density input"):
+                x = np.stack([self.density_input(f.image) for f in batch.frames])
+        with times.time("density inference"):
+            densities = self.backend.infer(x)
+        people: list[Detections] | None = None
+        if self.method_counter is not None and self.method_counter.method != "density":
+            with times.time("person detection"):
+                people = self.method_counter.detect([f.image for f in batch.frames])
+        return batch, _Inferred(size, densities, people)
+
+    def emit(self, batch: Batch, inferred: _Inferred) -> None:
+        """Count a batch from its :meth:`infer` results and write it to the sinks."""
+        times = self.times
+        size, densities = inferred.size, inferred.densities
         self.input_sizes[size] = self.input_sizes.get(size, 0) + len(batch.frames)
         methods: list[str | None] = [None] * len(batch.frames)
         boxes: list[np.ndarray | None] = [None] * len(batch.frames)
         maps = densities
         if self.method_counter is not None:  # detect / hybrid: count maps replace densities
-            results = self.method_counter.count([f.image for f in batch.frames], densities)
-            maps = np.stack([r.count_map for r in results])
+            with times.time("counting rule"):
+                results = self.method_counter.count([f.image for f in batch.frames], densities,
+                                                    inferred.people)
+                maps = np.stack([r.count_map for r in results])
             methods = [r.method for r in results]
             boxes = [r.counted.boxes for r in results]
             for m in methods:
                 self.methods[m] = self.methods.get(m, 0) + 1
         for frame, density, count_map, method, people in zip(
                 batch.frames, densities, maps, methods, boxes, strict=True):
-            counts = RegionCounts(camera=frame.camera, index=frame.index, pts_s=frame.pts_s,
-                                  wall_ts=frame.wall_ts,
-                                  counts=self.counter(size, frame.image.shape[:2]).count(count_map),
-                                  file=frame.file, method=method)
-            self.csv.write(counts)
-            self.summary.add(counts)
+            with times.time("region integration"):
+                counter = self.counter(size, frame.image.shape[:2])
+                counts = RegionCounts(camera=frame.camera, index=frame.index,
+                                      pts_s=frame.pts_s, wall_ts=frame.wall_ts,
+                                      counts=counter.count(count_map), file=frame.file,
+                                      method=method)
+            with times.time("csv + summary"):
+                self.csv.write(counts)
+                self.summary.add(counts)
             if self.plot is not None:
-                self.plot.write(counts)
+                with times.time("plot"):
+                    self.plot.write(counts)
             if self._annotate:
-                self._write_video(frame, density, counts, people)
+                with times.time("annotated video (queueing)"):
+                    self._write_video(frame, density, counts, people)
+
+    def process(self, batch: Batch) -> None:
+        """:meth:`infer` and :meth:`emit` one batch on this thread."""
+        self.emit(*self.infer(batch))
 
     def _write_video(self, frame: Frame, density: np.ndarray, counts: RegionCounts,
                      boxes: np.ndarray | None = None) -> None:
@@ -520,6 +586,12 @@ class _Run:
             error=error,
             outputs=outputs,
         )
+        doc["startup"] = {name: round(sec, 3) for name, sec in startup.phases()}
+        doc["profile"] = {"frames": frames, "stages": self.times.snapshot(frames or None),
+                          "note": "busy seconds per stage; stages run on the reader, inference "
+                                  "and main threads at once, so they overlap"}
+        if self.auto is not None:
+            doc["auto"] = self.auto.describe()
         if self.method_counter is not None:
             doc["counting"] = {**self.method_counter.describe(), "methods": dict(self.methods)}
             if self.scale is not None:
