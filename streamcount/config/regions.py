@@ -1,6 +1,6 @@
 """Region of interest specification, shared by `streamcount count --regions` and the service
 config (a camera's ``regions:``). Geometry (validation, masks) lives in
-:mod:`streamcount.pipeline.regions`.
+:mod:`streamcount.regions`.
 """
 
 from __future__ import annotations

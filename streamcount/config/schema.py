@@ -253,7 +253,7 @@ class RegionConfig(RegionSpec):
         if self.area_m2 is not None or self.ground is None:
             return self.area_m2
         from streamcount.pipeline.density import CalibrationError, ground_area, homography
-        from streamcount.pipeline.regions import regions_from_specs
+        from streamcount.regions import regions_from_specs
         image = list(self.ground.image)
         if self.reference_size is not None:  # pixels, like the polygon
             rw, rh = self.reference_size
@@ -270,8 +270,8 @@ class RegionConfig(RegionSpec):
 
 def polygon_problem(spec: RegionSpec) -> tuple[str, str] | None:
     """``(field, message)`` when the region's geometry is invalid (see
-    :func:`streamcount.pipeline.regions.regions_from_specs`), else None."""
-    from streamcount.pipeline.regions import regions_from_specs
+    :func:`streamcount.regions.regions_from_specs`), else None."""
+    from streamcount.regions import regions_from_specs
     tag = "\x00"
     try:
         regions_from_specs([RegionSpec(name=spec.name, polygon=spec.polygon,

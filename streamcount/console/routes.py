@@ -42,7 +42,7 @@ from streamcount.config.regions import RegionSpec
 from streamcount.config.schema import ServiceConfig
 from streamcount.console.state import ConsoleState
 from streamcount.errors import UserError
-from streamcount.pipeline.regions import ALL, regions_from_specs
+from streamcount.regions import ALL, regions_from_specs
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from streamcount.engine.preprocess import DENSITY_STRIDE, input_coverage
 from streamcount.messages import AlertEvent, CountUpdate, Frame
-from streamcount.pipeline.regions import region_mask
+from streamcount.regions import region_mask
 
 #: how much count history is kept per region (s)
 HISTORY_S = 3600.0

@@ -7,7 +7,7 @@ bottom rows and right columns that do not fill a whole ``multiple`` (the model's
 instead (the first design) blurs every row for the sake of a few: the imported CSRNet teacher's
 count of a dense ShanghaiTech A image moved by 14 % on a 3-row resize. The model input -- and so
 the density map -- therefore covers the top-left :func:`input_coverage` fraction of the frame,
-nearly all of it; :class:`streamcount.pipeline.regions.RegionCounter` and the overlays map
+nearly all of it; :class:`streamcount.regions.RegionCounter` and the overlays map
 frame coordinates with that fraction.
 """
 

@@ -52,7 +52,7 @@ from streamcount.pipeline.backend_choice import (  # noqa: F401 - re-exported
     AUTO_FLOAT_FALLBACKS, AUTO_MIN_COUNT, CALIBRATION_FRAMES, CALIBRATION_STRIDE,
     MAX_AUTO_DEVIATION, BackendChoice, auto_deviation, check_auto, choose_counting_backend,
     create_counting_backend, create_density_backend, create_reference)
-from streamcount.pipeline.regions import Region, RegionCounter, load_regions
+from streamcount.regions import Region, RegionCounter, load_regions
 from streamcount.pipeline.stages import StageTimes, threaded_map
 from streamcount.sinks.csvsink import CsvSink
 from streamcount.sinks.plot import CountsPlot

@@ -5,7 +5,7 @@ for live sources, media time for files), checks the frame's health (black, unifo
 such frames skip inference), batches frames of the same model input size across cameras (up to
 ``max_batch``, waiting at most ``max_wait_ms`` for stragglers), resizes them
 (:func:`~streamcount.engine.preprocess.prepare_frame`), runs the backend, applies the camera's
-:class:`~streamcount.pipeline.regions.RegionCounter` and hands
+:class:`~streamcount.regions.RegionCounter` and hands
 :class:`~streamcount.messages.RegionCounts` to ``on_counts``.
 
 A camera with a :class:`~streamcount.pipeline.counting.CameraCounting` is counted by its method
@@ -34,7 +34,7 @@ from streamcount.engine.base import Backend
 from streamcount.engine.preprocess import plan_input_size, prepare_frame
 from streamcount.messages import Frame, RegionCounts
 from streamcount.pipeline.counting import CameraCounting
-from streamcount.pipeline.regions import Region, RegionCounter
+from streamcount.regions import Region, RegionCounter
 from streamcount.sources.health import RateMeter, StreamHealth
 from streamcount.sources.slots import FrameSlot
 

@@ -52,7 +52,7 @@ from streamcount.pipeline.alerts import EventIds
 from streamcount.pipeline.bus import EventBus
 from streamcount.messages import (CountState, CountUpdate, Frame, RegionCounts,
                                            StatsEvent, StatusEvent, region_state)
-from streamcount.pipeline.regions import ALL, Region, regions_from_specs
+from streamcount.regions import ALL, Region, regions_from_specs
 from streamcount.pipeline.scheduler import Scheduler
 from streamcount.sharding import Shard
 from streamcount.sinks.base import Sink

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streamcount.messages import RegionCounts
-from streamcount.pipeline.regions import ALL
+from streamcount.regions import ALL
 
 log = logging.getLogger(__name__)
 

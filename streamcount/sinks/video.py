@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from streamcount.engine.preprocess import DENSITY_STRIDE, input_coverage
-from streamcount.pipeline.regions import ALL, Region
+from streamcount.regions import ALL, Region
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from streamcount.engine.preprocess import (
     prepare_frame,
     resized_size,
 )
-from streamcount.pipeline.regions import Region, RegionCounter
+from streamcount.regions import Region, RegionCounter
 
 
 def _textured(h: int, w: int, seed: int = 0) -> np.ndarray:

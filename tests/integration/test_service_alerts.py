@@ -21,7 +21,7 @@ from streamcount.config.loader import load_config
 from streamcount.engine.preprocess import plan_input_size, prepare_frame
 from streamcount.engine.torch_cpu import TorchBackend
 from streamcount.models.weights import load_model
-from streamcount.pipeline.regions import Region, RegionCounter
+from streamcount.regions import Region, RegionCounter
 from streamcount.pipeline.service import Service
 from streamcount.sources.health import StreamHealth
 from tests.integration.mosquitto import Mosquitto, Subscriber, mosquitto_binary

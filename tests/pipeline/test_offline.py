@@ -19,7 +19,7 @@ from streamcount.models.card import ModelCard
 from streamcount.models.registry import build
 from streamcount.models.weights import load_model, save_model
 from streamcount.pipeline.offline import count_input
-from streamcount.pipeline.regions import Region
+from streamcount.regions import Region
 
 HALVES = [Region("left", ((0, 0), (0.43, 0), (0.43, 1), (0, 1))),
           Region("right", ((0.43, 0), (1, 0), (1, 1), (0.43, 1)))]

@@ -11,7 +11,7 @@ import pytest
 
 from streamcount.errors import InputError, ModelError
 from streamcount.pipeline.offline import count_input
-from streamcount.pipeline.regions import Region
+from streamcount.regions import Region
 
 HALVES = [Region("left", ((0, 0), (0.5, 0), (0.5, 1), (0, 1))),
           Region("right", ((0.5, 0), (1, 0), (1, 1), (0.5, 1)))]

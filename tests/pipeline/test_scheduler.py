@@ -15,7 +15,7 @@ from streamcount.engine.torch_cpu import TorchBackend
 from streamcount.models.card import ModelCard
 from streamcount.models.registry import build
 from streamcount.messages import Frame, RegionCounts
-from streamcount.pipeline.regions import Region
+from streamcount.regions import Region
 from streamcount.pipeline.scheduler import FrameSampler, Scheduler
 from streamcount.sources.health import StreamHealth
 from streamcount.sources.slots import FifoSlot, LatestSlot

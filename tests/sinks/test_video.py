@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from streamcount.pipeline.regions import Region
+from streamcount.regions import Region
 from streamcount.sinks.video import BOX_COLOUR, AnnotatedVideoSink, HeatmapRenderer, pick_codec
 
 BOX = Region("box", ((0.5, 0.5), (0.9, 0.5), (0.9, 0.9), (0.5, 0.9)))

@@ -12,7 +12,7 @@ from matplotlib.path import Path as MplPath
 
 from streamcount.config.regions import RegionSpec
 from streamcount.errors import RegionError
-from streamcount.pipeline.regions import (
+from streamcount.regions import (
     ALL,
     Region,
     RegionCounter,
