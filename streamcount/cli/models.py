@@ -46,6 +46,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--training-data", default=None, help="describe the training data")
     imp.add_argument("--licence", default=None, help="licence of the weights")
 
+    cal = sub.add_parser("calibrate",
+                         help="calibrate a model's int8 backends once, on representative frames",
+                         description="Calibrate the int8 backends of a model on representative "
+                                     "frames (e.g. images of its training data) and cache the "
+                                     "result as the model's calibration: every later "
+                                     "'streamcount count' reuses it and only checks fp32 parity "
+                                     "on a few frames of its input.")
+    cal.add_argument("name", metavar="NAME", help="model name or weight file")
+    cal.add_argument("frames", metavar="FRAMES",
+                     help="folder of images (spread evenly over it), an image or a video")
+    cal.add_argument("--frames", dest="count", type=int, default=32, metavar="N",
+                     help="calibration frames (default %(default)s)")
+    cal.add_argument("--max-side", type=int, default=960, metavar="N",
+                     help="longest model-input side the frames are prepared at "
+                          "(default %(default)s, as 'count')")
+    cal.add_argument("--backend", action="append", default=None, metavar="B",
+                     help="int8 backend to calibrate (repeatable; default: openvino-int8)")
+
     exp = sub.add_parser("export", help="export a model's deploy graph (uint8 BGR in) to ONNX")
     exp.add_argument("name", metavar="NAME", help="model name, weight file or architecture")
     exp.add_argument("--format", choices=["onnx"], default="onnx", help="export format")
@@ -66,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         return _import(args)
     if action == "export":
         return _export(args)
+    if action == "calibrate":
+        return _calibrate(args)
     args.models_parser.print_help()
     return 2
 
@@ -196,6 +216,23 @@ def _import(args: argparse.Namespace) -> int:
                              training_data=args.training_data, licence=args.licence)
     card = read_card(path)
     print(f"imported {args.file} as '{card.name}' ({card.arch}) -> {path}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from streamcount.engine.model_calibration import (INT8_BACKENDS, calibrate_model,
+                                                      calibration_frames)
+
+    path = resolve_model(args.name)
+    card = read_card(path)
+    if args.max_side < card.input_multiple:
+        raise InputError(f"--max-side must be at least {card.input_multiple}")
+    frames, source = calibration_frames(Path(args.frames), args.count, args.max_side,
+                                        card.input_multiple)
+    for q in calibrate_model(str(path), frames, args.backend or INT8_BACKENDS, source):
+        print(f"{q['backend']}: '{card.name}' calibrated on {source}: recipe "
+              f"'{q.get('recipe')}', counts {100 * float(q.get('calibration_deviation', 0)):.2f} "
+              f"% from fp32 on these frames")
     return 0
 
 
