@@ -93,13 +93,13 @@ class BuildSettings:
 
     ``throughput``: several inferences in flight (OpenVINO THROUGHPUT hint; offline counting)
     rather than the lowest latency of one call (the live service). ``calibration``: int8
-    calibration policy, ``clip`` (on the given frames) or ``model`` (once per model, cached;
-    see :data:`~streamcount.engine.quantize.CALIBRATION_POLICIES`); ``calibration_source``
-    describes the frames for the record.
+    calibration policy (``frames``, ``model`` or ``clip``; see
+    :func:`~streamcount.engine.quantize.calibration_key`); ``calibration_source`` describes the
+    frames for the record.
     """
 
     throughput: bool = False
-    calibration: str = "clip"
+    calibration: str = "frames"
     calibration_source: str | None = None
 
 

@@ -100,7 +100,7 @@ def calibrate_model(model: str | None, frames: Sequence[np.ndarray],
             int8 = ", ".join(n for n, s in BACKENDS.items() if s.calibrated)
             raise BackendError(f"'{name}' is not an int8 backend (int8 backends: {int8})")
         backend = create_backend(name, model, calibration_frames=list(frames),
-                                 settings=BuildSettings(calibration="clip",
+                                 settings=BuildSettings(calibration="frames",
                                                         calibration_source=source))
         q = dict(backend.describe().get("quantization") or {})
         log.info("%s: int8 calibration of '%s' cached: %s", name, backend.card.name, q)

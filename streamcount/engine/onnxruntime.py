@@ -62,8 +62,10 @@ class OnnxRuntimeBackend:
         calibration_frames: uint8 ``H x W x 3`` BGR frames at the model input size (int8 only;
             about 8-32 real frames of the scene). Without them, int8 reuses the model's last
             cached calibration or raises :class:`~streamcount.engine.quantize.CalibrationRequired`.
-        calibration_policy: ``clip`` (default: calibrate on the frames) or ``model`` (reuse the
-            model's cached calibration; the frames calibrate only when there is none).
+        calibration_policy: ``frames`` (default: calibrate on the frames and make that the
+            model's calibration), ``model`` (reuse the model's cached calibration; the frames
+            calibrate only when there is none) or ``clip`` (calibrate on the frames for this
+            input only); see :func:`~streamcount.engine.quantize.calibration_key`.
         calibration_source: where the frames come from, recorded with the int8 model.
         cache: the artefact cache (default: :func:`~streamcount.engine.cache.cache_root`).
     """
@@ -71,7 +73,7 @@ class OnnxRuntimeBackend:
     def __init__(self, net: nn.Module | LazyNet, card: ModelCard, *, threads: int | None = None,
                  precision: str = "fp32",
                  calibration_frames: Sequence[np.ndarray] | None = None,
-                 calibration_policy: str = "clip",
+                 calibration_policy: str = "frames",
                  calibration_source: str | None = None,
                  cache: ArtefactCache | None = None) -> None:
         if precision not in PRECISIONS:
@@ -102,7 +104,7 @@ class OnnxRuntimeBackend:
                                   f"torch={package_version('torch')}",
                           calibration=frames_fingerprint(frames) if frames else "",
                           options=quantize.recipes_key(quantize.ORT_RECIPES))
-        key, self.calibration_reused = quantize.calibration_key(
+        key, self.calibration_reused, remember = quantize.calibration_key(
             self._cache, key, frames, self._policy, self.name, card.name)
 
         def build(d: Path) -> None:
@@ -129,7 +131,8 @@ class OnnxRuntimeBackend:
             return d / MODEL_FILE
 
         path = self._cache.load(key, build, load)
-        self._cache.remember(key)
+        if remember:
+            self._cache.remember(key)
         return path
 
     @staticmethod

@@ -149,8 +149,10 @@ class OpenVINOBackend:
         calibration_frames: uint8 ``H x W x 3`` BGR frames at the model input size (int8 only).
             Without them, int8 reuses the model's last cached calibration or raises
             :class:`~streamcount.engine.quantize.CalibrationRequired`.
-        calibration_policy: ``clip`` (default: calibrate on the frames) or ``model`` (reuse the
-            model's cached calibration; the frames calibrate only when there is none).
+        calibration_policy: ``frames`` (default: calibrate on the frames and make that the
+            model's calibration), ``model`` (reuse the model's cached calibration; the frames
+            calibrate only when there is none) or ``clip`` (calibrate on the frames for this
+            input only); see :func:`~streamcount.engine.quantize.calibration_key`.
         calibration_source: where the frames come from, recorded with the int8 model.
         cache: the artefact cache (default: :func:`~streamcount.engine.cache.cache_root`).
         performance_hint: OpenVINO ``PERFORMANCE_HINT``: ``LATENCY`` (one stream, a batch is
@@ -161,7 +163,7 @@ class OpenVINOBackend:
     def __init__(self, net: nn.Module | LazyNet, card: ModelCard, *,
                  threads: int | None = None, precision: str = "fp32",
                  calibration_frames: Sequence[np.ndarray] | None = None,
-                 calibration_policy: str = "clip",
+                 calibration_policy: str = "frames",
                  calibration_source: str | None = None,
                  cache: ArtefactCache | None = None,
                  performance_hint: str = "LATENCY") -> None:
@@ -211,7 +213,7 @@ class OpenVINOBackend:
                                   f"torch={package_version('torch')}",
                           calibration=frames_fingerprint(frames) if frames else "",
                           options=quantize.recipes_key(quantize.OV_RECIPES))
-        key, self.calibration_reused = quantize.calibration_key(
+        key, self.calibration_reused, remember = quantize.calibration_key(
             self._cache, key, frames, self._policy, self.name, card.name)
 
         def counts(model: ov.Model, config: dict[str, Any]) -> list[float]:
@@ -234,7 +236,8 @@ class OpenVINOBackend:
             return model
 
         model = self._cache.load(key, build, load)
-        self._cache.remember(key)
+        if remember:
+            self._cache.remember(key)
         return model, self._cache.directory(key) / MODEL_XML
 
     @property

@@ -27,7 +27,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -46,43 +46,65 @@ REPORT_FILE = "quantization.json"
 _T = TypeVar("_T")
 
 
-#: where an int8 backend's calibration comes from: ``model`` (once per model, backend and
-#: runtime: the calibration cached for the model is reused on every input, and the given
-#: frames calibrate only when none is cached; ``streamcount count``'s default) or ``clip``
-#: (the given frames, every time; the backends' default). Either way the artefact becomes the
-#: model's latest calibration, which a backend created without frames reuses.
+#: where ``streamcount count``'s int8 calibration comes from: ``model`` (default: once per
+#: model, backend and runtime; the model's cached calibration is reused on every input, and the
+#: input's frames calibrate only when none is cached) or ``clip`` (the input's own frames,
+#: every time, without replacing the model's calibration)
 CALIBRATION_POLICIES = ("model", "clip")
+#: what the int8 backends accept: the above plus ``frames`` (their default, and ``streamcount
+#: models calibrate``: calibrate on the given frames and make that the model's calibration)
+BACKEND_POLICIES = ("frames", *CALIBRATION_POLICIES)
+#: fewer frames than this never become a model's calibration (a single image is not
+#: representative): they calibrate that input only
+MIN_MODEL_FRAMES = 8
 
 
 class CalibrationRequired(BackendError):
     """An int8 backend was asked for without calibration frames and none were cached."""
 
 
-def calibration_key(cache: Any, key: Any, frames: Sequence[np.ndarray], policy: str,
-                    backend: str, model: str) -> tuple[Any, bool]:
-    """The artefact key an int8 backend should load, and whether it reuses a calibration.
+class CalibrationPlan(NamedTuple):
+    """What an int8 backend loads: ``key``; whether it ``reused`` the model's cached
+    calibration; whether to ``remember`` the artefact as the model's calibration."""
 
-    ``key`` is the key for calibrating on ``frames`` (an
-    :class:`~streamcount.engine.cache.ArtefactKey`); with policy ``model`` (or no frames) the
-    model's remembered calibration (:meth:`~streamcount.engine.cache.ArtefactCache.recall`)
-    wins when one is cached.
+    key: Any
+    reused: bool
+    remember: bool
+
+
+def calibration_key(cache: Any, key: Any, frames: Sequence[np.ndarray], policy: str,
+                    backend: str, model: str) -> CalibrationPlan:
+    """The artefact an int8 backend should load under calibration ``policy``.
+
+    ``key`` is the :class:`~streamcount.engine.cache.ArtefactKey` for calibrating on
+    ``frames``. ``model``: the model's remembered calibration
+    (:meth:`~streamcount.engine.cache.ArtefactCache.recall`) when one is cached, else
+    calibrate on the frames (remembered as the model's if there are at least
+    :data:`MIN_MODEL_FRAMES`). ``clip``: the frames, not remembered. ``frames``: the frames,
+    remembered. Without frames every policy falls back to the remembered calibration.
 
     Raises:
         BackendError: an unknown policy.
         CalibrationRequired: no frames and nothing cached.
     """
-    if policy not in CALIBRATION_POLICIES:
+    if policy not in BACKEND_POLICIES:
         raise BackendError(f"unknown calibration policy '{policy}' (choose from "
-                           f"{', '.join(CALIBRATION_POLICIES)})")
+                           f"{', '.join(BACKEND_POLICIES)})")
     if policy == "model" or not frames:
         remembered = cache.recall(key)
         if remembered is not None:
             log.info("%s: reusing the int8 calibration cached for model '%s'", backend, model)
-            return remembered, True
+            return CalibrationPlan(remembered, True, False)
         if not frames:
             raise CalibrationRequired(f"backend '{backend}' needs calibration frames for model "
                                       f"'{model}' (none given and none cached)")
-    return key, False
+    if policy == "clip":
+        return CalibrationPlan(key, False, False)
+    if policy == "model" and len(frames) < MIN_MODEL_FRAMES:
+        log.info("%s: %d calibration frames calibrate this input only (a model's calibration "
+                 "needs %d)", backend, len(frames), MIN_MODEL_FRAMES)
+        return CalibrationPlan(key, False, False)
+    return CalibrationPlan(key, False, True)
 
 
 @dataclass(frozen=True)

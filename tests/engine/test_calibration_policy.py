@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from streamcount.engine.cache import ArtefactCache, ArtefactKey
-from streamcount.engine.quantize import CalibrationRequired, calibration_key
+from streamcount.engine.quantize import MIN_MODEL_FRAMES, CalibrationRequired, calibration_key
 from streamcount.errors import BackendError
 
-FRAMES = [np.zeros((8, 8, 3), np.uint8)]
+FRAMES = [np.zeros((8, 8, 3), np.uint8)] * MIN_MODEL_FRAMES
 
 
 def key(calibration: str) -> ArtefactKey:
@@ -28,26 +28,34 @@ def cached(tmp_path: Path, calibration: str) -> ArtefactCache:
 
 def test_model_policy_reuses_the_models_calibration(tmp_path: Path) -> None:
     cache = cached(tmp_path, "first-clip")
-    got, reused = calibration_key(cache, key("new-clip"), FRAMES, "model", "openvino-int8", "m")
-    assert got == key("first-clip") and reused
+    plan = calibration_key(cache, key("new-clip"), FRAMES, "model", "openvino-int8", "m")
+    assert plan == (key("first-clip"), True, False)
 
 
 def test_model_policy_calibrates_when_nothing_is_cached(tmp_path: Path) -> None:
-    got, reused = calibration_key(ArtefactCache(tmp_path), key("new-clip"), FRAMES, "model",
-                                  "openvino-int8", "m")
-    assert got == key("new-clip") and not reused
+    plan = calibration_key(ArtefactCache(tmp_path), key("new-clip"), FRAMES, "model",
+                           "openvino-int8", "m")
+    assert plan == (key("new-clip"), False, True)  # and it becomes the model's
 
 
-def test_clip_policy_calibrates_on_the_given_frames(tmp_path: Path) -> None:
+def test_too_few_frames_never_become_the_models_calibration(tmp_path: Path) -> None:
+    plan = calibration_key(ArtefactCache(tmp_path), key("one-image"), FRAMES[:1], "model",
+                           "openvino-int8", "m")
+    assert plan == (key("one-image"), False, False)
+
+
+@pytest.mark.parametrize(("policy", "remember"), [("clip", False), ("frames", True)])
+def test_clip_and_frames_calibrate_on_the_given_frames(tmp_path: Path, policy: str,
+                                                       remember: bool) -> None:
     cache = cached(tmp_path, "first-clip")
-    got, reused = calibration_key(cache, key("new-clip"), FRAMES, "clip", "openvino-int8", "m")
-    assert got == key("new-clip") and not reused
+    plan = calibration_key(cache, key("new-clip"), FRAMES, policy, "openvino-int8", "m")
+    assert plan == (key("new-clip"), False, remember)
 
 
 def test_no_frames_reuses_or_raises(tmp_path: Path) -> None:
-    got, reused = calibration_key(cached(tmp_path / "a", "x"), key(""), [], "clip",
-                                  "openvino-int8", "m")
-    assert got == key("x") and reused
+    plan = calibration_key(cached(tmp_path / "a", "x"), key(""), [], "clip", "openvino-int8",
+                           "m")
+    assert plan.key == key("x") and plan.reused
     with pytest.raises(CalibrationRequired, match="none given and none cached"):
         calibration_key(ArtefactCache(tmp_path / "b"), key(""), [], "model", "openvino-int8", "m")
 

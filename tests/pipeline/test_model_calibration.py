@@ -75,6 +75,10 @@ def test_second_clip_reuses_the_models_calibration(vtest_avi: Path, tmp_path: Pa
     third = count_input(clip_b, out_dir=tmp_path / "c", calibration="clip", **common)
     assert len(int8_artefacts(cache)) == 2  # recalibrated on this clip, as asked
     assert third["backend"]["quantization"]["calibration"] == "calibrated on these frames"
+    # ... for that clip only: the model's calibration is still the first clip's
+    fourth = count_input(clip_b, out_dir=tmp_path / "d", **common)
+    assert len(int8_artefacts(cache)) == 2
+    assert "vtest" in fourth["backend"]["quantization"]["calibration_source"]
 
 
 @pytest.mark.slow
