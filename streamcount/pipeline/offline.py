@@ -3,9 +3,9 @@ images or a stream URL through the same stages as the live service, lossless and
 the machine allows.
 
 Stages: the media reader thread decodes and resizes frames to the model input size (so decoding
-overlaps inference) -> batches of same-size frames -> an inference thread (the density
-model's resize for an automatic scale, ``Backend.infer`` and the person detector, a batch or
-two ahead) -> on the calling thread the counting rule, per-size :class:`RegionCounter` and
+overlaps inference) -> batches of same-size frames, stacked (and resized for an automatic
+scale) on a preparation thread -> an inference thread (``Backend.infer`` and the person
+detector, a batch or two ahead) -> on the calling thread the counting rule, per-size :class:`RegionCounter` and
 the sinks (CSV, summary, optional annotated MP4 on its own thread, plot). The backends run
 in throughput mode (OpenVINO: one request per frame of a batch, all in flight). Each stage's
 busy time is recorded in ``summary.json`` (``profile``), with the start-up phases
@@ -318,9 +318,11 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
             run.t_infer_start = time.perf_counter()
             bar = _progress_bar(progress, source.expected_frames, info.name)
             try:
-                inferred = threaded_map(run.infer, _batches(_chain(head, frames, times), batch,
-                                                            stop),
-                                        depth=INFER_AHEAD, name="inference")
+                prepared = threaded_map(run.prepare,
+                                        _batches(_chain(head, frames, times), batch, stop),
+                                        depth=INFER_AHEAD, name="prepare")
+                inferred = threaded_map(run.infer, prepared, depth=INFER_AHEAD,
+                                        name="inference")
                 for b, result in inferred:
                     run.emit(b, result)
                     if run.first_frame:
@@ -470,18 +472,23 @@ class _Run:
                 self.regions, size, self.card.output_stride, frame_hw)
         return c
 
-    def infer(self, batch: Batch) -> tuple[Batch, _Inferred]:
-        """The models' part of a batch (run on the inference thread): density maps, at the
-        automatic scale's size when one was chosen, and the detector's people."""
+    def prepare(self, batch: Batch) -> tuple[Batch, tuple[int, int], np.ndarray]:
+        """The density model's input for a batch (on the preparation thread): the frames
+        stacked, resized first to the automatic scale's size when one was chosen."""
+        if self.density_size is None or self.density_size == batch.size:
+            with self.times.time("batch assembly"):
+                return batch, batch.size, batch.array()
+        with self.times.time("resize to density input"):
+            return batch, self.density_size, np.stack([self.density_input(f.image)
+                                                       for f in batch.frames])
+
+    def infer(self, prepared: tuple[Batch, tuple[int, int], np.ndarray]
+              ) -> tuple[Batch, _Inferred]:
+        """The models' part of a :meth:`prepare` d batch (on the inference thread): density
+        maps and the detector's people."""
         assert self.backend is not None
-        size = batch.size
+        batch, size, x = prepared
         times = self.times
-        if self.density_size is None or self.density_size == size:
-            x = batch.array()
-        else:  # automatic scale: density on smaller frames, detection on the full ones
-            size = self.density_size
-            with times.time("resize to density input"):
-                x = np.stack([self.density_input(f.image) for f in batch.frames])
         with times.time("density inference"):
             densities = self.backend.infer(x)
         people: list[Detections] | None = None
@@ -526,8 +533,8 @@ class _Run:
                     self._write_video(frame, density, counts, people)
 
     def process(self, batch: Batch) -> None:
-        """:meth:`infer` and :meth:`emit` one batch on this thread."""
-        self.emit(*self.infer(batch))
+        """:meth:`prepare`, :meth:`infer` and :meth:`emit` one batch on this thread."""
+        self.emit(*self.infer(self.prepare(batch)))
 
     def _write_video(self, frame: Frame, density: np.ndarray, counts: RegionCounts,
                      boxes: np.ndarray | None = None) -> None:
@@ -588,8 +595,8 @@ class _Run:
         )
         doc["startup"] = {name: round(sec, 3) for name, sec in startup.phases()}
         doc["profile"] = {"frames": frames, "stages": self.times.snapshot(frames or None),
-                          "note": "busy seconds per stage; stages run on the reader, inference "
-                                  "and main threads at once, so they overlap"}
+                          "note": "busy seconds per stage; stages run on the reader, preparation, "
+                                  "inference and main threads at once, so they overlap"}
         if self.auto is not None:
             doc["auto"] = self.auto.describe()
         if self.method_counter is not None:
