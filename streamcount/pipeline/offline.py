@@ -243,7 +243,7 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
         raise InputError(f"unknown scale policy '{scale}' (choose from auto, off)")
     settings = BuildSettings(throughput=throughput, calibration=calibration)
     counter = MethodCounter(counting, threads=threads, settings=settings) if counting else None
-    startup.mark("model card")
+    startup.mark("model load (card)")
 
     times = StageTimes()
 
