@@ -20,6 +20,7 @@ exactly the frames processed (``"interrupted": true``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
@@ -323,15 +324,17 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
                                         depth=INFER_AHEAD, name="prepare")
                 inferred = threaded_map(run.infer, prepared, depth=INFER_AHEAD,
                                         name="inference")
-                for b, result in inferred:
-                    run.emit(b, result)
-                    if run.first_frame:
-                        run.first_frame = False
-                        startup.mark("first frame")
-                        startup.log_once()
-                    if bar is not None:
-                        with times.time("progress bar"):
-                            bar.update(len(b.frames))
+                # on an error (or Ctrl-C twice) the stage threads stop at once, last stage first
+                with contextlib.closing(prepared), contextlib.closing(inferred):
+                    for b, result in inferred:
+                        run.emit(b, result)
+                        if run.first_frame:
+                            run.first_frame = False
+                            startup.mark("first frame")
+                            startup.log_once()
+                        if bar is not None:
+                            with times.time("progress bar"):
+                                bar.update(len(b.frames))
             finally:
                 if bar is not None:
                     bar.close()
