@@ -90,3 +90,23 @@ def test_startup_clock_phases_in_order() -> None:
     assert all(s >= 0 for _, s in clock.phases())
     line = clock.report()
     assert line.startswith("start-up: ") and "model load" in line and "total" in line
+
+
+@pytest.mark.slow
+def test_verbose_count_logs_where_start_up_went(tmp_path: Path, vtest_avi: Path) -> None:
+    """``streamcount -v count`` logs one start-up line and ``summary.json`` keeps the phases
+    and the stage profile (on a real video with the default model)."""
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "streamcount", "-v", "count", str(vtest_avi),
+                           "--fps", "1", "--max-side", "256", "--counting", "density",
+                           "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600, check=True)
+    lines = [ln for ln in proc.stderr.splitlines() if "start-up: " in ln]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    for phase in ("imports", "model load", "density backend", "first frame"):
+        assert phase in lines[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["startup"])[:2] == ["interpreter", "imports"]
+    assert summary["startup"]["first frame"] >= 0
+    stages = summary["profile"]["stages"]
+    assert stages["density inference"]["calls"] >= 1 and summary["profile"]["frames"] == 80

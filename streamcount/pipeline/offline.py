@@ -26,8 +26,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
@@ -54,6 +54,7 @@ from streamcount.pipeline.backend_choice import (  # noqa: F401 - re-exported
     MAX_AUTO_DEVIATION, BackendChoice, auto_deviation, check_auto, choose_counting_backend,
     create_counting_backend, create_density_backend, create_reference)
 from streamcount.regions import Region, RegionCounter, load_regions
+from streamcount.pipeline.batches import Batch, Inferred, batches, calibration_set, chain
 from streamcount.pipeline.stages import StageTimes, threaded_map
 from streamcount.sinks.csvsink import CsvSink
 from streamcount.sinks.plot import CountsPlot
@@ -78,43 +79,6 @@ CSV_NAME = "counts.csv"
 SUMMARY_NAME = "summary.json"
 VIDEO_NAME = "annotated.mp4"
 PLOT_NAME = "counts.png"
-
-
-@dataclass(frozen=True)
-class _Inferred:
-    """What the inference thread hands over for one batch."""
-
-    size: tuple[int, int]  # density model input size
-    densities: np.ndarray
-    people: list[Detections] | None  # None: not detected (``density`` counting)
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Frames of one input size, stacked for one ``infer`` call."""
-
-    frames: tuple[Frame, ...]
-    size: tuple[int, int]
-
-    def array(self) -> np.ndarray:
-        return np.stack([f.image for f in self.frames])
-
-
-def _batches(frames: Iterator[Frame], batch: int, stop: threading.Event) -> Iterator[Batch]:
-    """Groups consecutive frames of the same size into batches of at most ``batch``."""
-    pending: list[Frame] = []
-    for frame in frames:
-        if stop.is_set():
-            break
-        if pending and frame.image.shape[:2] != pending[0].image.shape[:2]:
-            yield Batch(tuple(pending), pending[0].image.shape[:2])
-            pending = []
-        pending.append(frame)
-        if len(pending) >= batch:
-            yield Batch(tuple(pending), pending[0].image.shape[:2])
-            pending = []
-    if pending and not stop.is_set():
-        yield Batch(tuple(pending), pending[0].image.shape[:2])
 
 
 class _GracefulInterrupt:
@@ -289,7 +253,7 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
                 assert loaded is not None
                 be = create_density_backend(
                     backend, loaded, threads=threads,
-                    calibration=_calibration_set(head[::CALIBRATION_STRIDE]),
+                    calibration=calibration_set(head[::CALIBRATION_STRIDE]),
                     settings=replace(settings, calibration_source=label))
                 startup.mark("density backend")
                 probe = be
@@ -303,7 +267,7 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
                 be = create_density_backend(
                     backend, loaded, threads=threads,
                     calibration=[run.density_input(f)
-                                 for f in _calibration_set(head[::CALIBRATION_STRIDE])],
+                                 for f in calibration_set(head[::CALIBRATION_STRIDE])],
                     settings=replace(settings, calibration_source=label))
                 startup.mark("density backend (calibrated on this input)")
             if backend_instance is None:
@@ -311,7 +275,7 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
                 run.auto = check_auto(
                     be, backend, loaded, threads=threads,
                     frames=[run.density_input(f)
-                            for f in _calibration_set(head[::CALIBRATION_STRIDE])],
+                            for f in calibration_set(head[::CALIBRATION_STRIDE])],
                     settings=settings, reference=reference)
                 be = run.auto.backend
                 startup.mark("parity check (fp32)")
@@ -320,7 +284,7 @@ def count_input(input: str | Path, *, model: str | None = None, backend: str = "
             bar = _progress_bar(progress, source.expected_frames, info.name)
             try:
                 prepared = threaded_map(run.prepare,
-                                        _batches(_chain(head, frames, times), batch, stop),
+                                        batches(chain(head, frames, times), batch, stop),
                                         depth=INFER_AHEAD, name="prepare")
                 inferred = threaded_map(run.infer, prepared, depth=INFER_AHEAD,
                                         name="inference")
@@ -372,27 +336,6 @@ def _source_label(info: Any, head: Sequence[Frame]) -> str:
     """How calibration frames taken from this input are described in the int8 record."""
     return (f"{info.name}: every {CALIBRATION_STRIDE}th of its first {len(head)} frames "
             f"(the first input counted with this model)")
-
-
-def _chain(head: list[Frame], rest: Iterator[Frame], times: StageTimes) -> Iterator[Frame]:
-    """The frames read ahead, then the rest; time spent waiting for the reader is accounted
-    as ``wait for decoded frames``."""
-    yield from head
-    while True:
-        t0 = time.perf_counter()
-        frame = next(rest, None)
-        times.add("wait for decoded frames", time.perf_counter() - t0)
-        if frame is None:
-            return
-        yield frame
-
-
-def _calibration_set(frames: Sequence[Frame]) -> list[np.ndarray]:
-    """Calibration frames of the most common size (int8 calibration wants one shape)."""
-    if not frames:
-        return []
-    shape = max({f.image.shape for f in frames}, key=lambda s: sum(f.image.shape == s for f in frames))
-    return [f.image for f in frames if f.image.shape == shape]
 
 
 def _progress_bar(enabled: bool, total: int | None, name: str) -> Any:
@@ -486,7 +429,7 @@ class _Run:
                                                        for f in batch.frames])
 
     def infer(self, prepared: tuple[Batch, tuple[int, int], np.ndarray]
-              ) -> tuple[Batch, _Inferred]:
+              ) -> tuple[Batch, Inferred]:
         """The models' part of a :meth:`prepare` d batch (on the inference thread): density
         maps and the detector's people."""
         assert self.backend is not None
@@ -498,9 +441,9 @@ class _Run:
         if self.method_counter is not None and self.method_counter.method != "density":
             with times.time("person detection"):
                 people = self.method_counter.detect([f.image for f in batch.frames])
-        return batch, _Inferred(size, densities, people)
+        return batch, Inferred(size, densities, people)
 
-    def emit(self, batch: Batch, inferred: _Inferred) -> None:
+    def emit(self, batch: Batch, inferred: Inferred) -> None:
         """Count a batch from its :meth:`infer` results and write it to the sinks."""
         times = self.times
         size, densities = inferred.size, inferred.densities
