@@ -3,7 +3,9 @@
 The CLI calls :func:`begin` on entry and ``mark("imports")`` once the command's module is
 imported; the command marks its own phases (``model load``, ``backend compile``, ``scale
 probe``, ``parity check``, ``first frame``...) as it passes them. Each mark closes the phase
-that ran since the previous one. ``streamcount --verbose`` logs :func:`report` once the first
+that ran since the previous one. Work that happens inside several phases (OpenVINO compiles a
+model for each new input shape on its first inference) is added up with :func:`note` and
+reported as ``of which backend compile ...``. ``streamcount --verbose`` logs :func:`report` once the first
 frame is counted, and ``summary.json`` records :func:`phases`.
 
 The timeline is per process (one command per process), so it is a module-level
@@ -48,6 +50,7 @@ class StartupClock:
         self._lock = threading.Lock()
         self._last: float | None = None
         self._phases: list[tuple[str, float]] = []
+        self._notes: dict[str, float] = {}
         self._reported = False
 
     def begin(self) -> None:
@@ -55,6 +58,7 @@ class StartupClock:
         ``interpreter`` (Python itself and the CLI's first imports)."""
         with self._lock:
             self._phases = []
+            self._notes = {}
             self._reported = False
             self._last = time.perf_counter()
             age = _process_age_s()
@@ -69,6 +73,17 @@ class StartupClock:
                 self._phases.append((phase, now - self._last))
             self._last = now
 
+    def note(self, what: str, seconds: float) -> None:
+        """Account ``seconds`` of ``what`` (e.g. ``backend compile``) that happened inside
+        the phases, wherever it fell; reported as ``of which ...``."""
+        with self._lock:
+            self._notes[what] = self._notes.get(what, 0.0) + seconds
+
+    def notes(self) -> dict[str, float]:
+        """Seconds per :meth:`note` d activity."""
+        with self._lock:
+            return dict(self._notes)
+
     def phases(self) -> list[tuple[str, float]]:
         """``(phase, seconds)`` in order; a phase marked twice appears twice."""
         with self._lock:
@@ -81,7 +96,8 @@ class StartupClock:
     def report(self) -> str:
         """One line: every phase and the total."""
         parts = ", ".join(f"{name} {s:.2f} s" for name, s in self.phases())
-        return f"start-up: {parts}; total {self.total():.2f} s"
+        notes = "".join(f"; of which {what} {s:.2f} s" for what, s in self.notes().items())
+        return f"start-up: {parts}; total {self.total():.2f} s{notes}"
 
     def log_once(self) -> None:
         """Log :meth:`report` at INFO the first time it is called after :meth:`begin`."""
@@ -103,6 +119,11 @@ def begin() -> None:
 def mark(phase: str) -> None:
     """:meth:`StartupClock.mark` on the process clock."""
     CLOCK.mark(phase)
+
+
+def note(what: str, seconds: float) -> None:
+    """:meth:`StartupClock.note` on the process clock."""
+    CLOCK.note(what, seconds)
 
 
 def phases() -> list[tuple[str, float]]:

@@ -90,6 +90,10 @@ def test_startup_clock_phases_in_order() -> None:
     assert all(s >= 0 for _, s in clock.phases())
     line = clock.report()
     assert line.startswith("start-up: ") and "model load" in line and "total" in line
+    clock.note("backend compile", 0.25)
+    clock.note("backend compile", 0.25)
+    assert clock.notes() == {"backend compile": 0.5}
+    assert clock.report().endswith("; of which backend compile 0.50 s")
 
 
 @pytest.mark.slow
@@ -108,5 +112,8 @@ def test_verbose_count_logs_where_start_up_went(tmp_path: Path, vtest_avi: Path)
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["startup"])[:2] == ["interpreter", "imports"]
     assert summary["startup"]["first frame"] >= 0
+    if summary["backend"]["backend"].startswith("openvino"):  # compiles once per shape
+        assert "of which backend compile" in lines[0]
+        assert summary["startup_of_which"]["backend compile"] > 0
     stages = summary["profile"]["stages"]
     assert stages["density inference"]["calls"] >= 1 and summary["profile"]["frames"] == 80

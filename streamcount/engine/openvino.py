@@ -29,6 +29,7 @@ batch of 4, 5.7 ms with THROUGHPUT single-frame requests (2 streams); the person
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import openvino as ov
 
+from streamcount import startup
 from streamcount.engine import quantize
 from streamcount.engine.cache import (ArtefactCache, ArtefactKey, frames_fingerprint,
                                       model_fingerprint, package_version)
@@ -92,10 +94,13 @@ class _Compiled:
         if req is not None:
             self._requests.move_to_end(shape)
             return req
+        t0 = time.perf_counter()
         model = self._model.clone()
         model.reshape({0: ov.PartialShape(list(shape))})
         compiled = self._core.compile_model(model, "CPU", self._config)
-        log.debug("compiled OpenVINO model for input %s", shape)
+        seconds = time.perf_counter() - t0
+        startup.note("backend compile", seconds)
+        log.debug("compiled OpenVINO model for input %s in %.3f s", shape, seconds)
         req = compiled.create_infer_request()
         self._requests[shape] = req
         if self._per_frame:

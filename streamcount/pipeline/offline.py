@@ -540,6 +540,7 @@ class _Run:
             outputs=outputs,
         )
         doc["startup"] = {name: round(sec, 3) for name, sec in startup.phases()}
+        doc["startup_of_which"] = {w: round(sec, 3) for w, sec in startup.CLOCK.notes().items()}
         doc["profile"] = {"frames": frames, "stages": self.times.snapshot(frames or None),
                           "note": "busy seconds per stage; stages run on the reader, preparation, "
                                   "inference and main threads at once, so they overlap"}
