@@ -69,13 +69,23 @@ def evaluate_items(net: torch.nn.Module, card: ModelCard, items: list[AnnotatedI
         h, w = plan_input_size(img.shape[0], img.shape[1], max_side, card.input_multiple)
         frame = prepare_frame(img, (h, w))
         pred = float(backend.infer(frame[None])[0].sum())
-        rows.append({"image": item.image_id, "gt": item.count, "pred": pred,
-                     "input": [w, h]})
+        rows.append({"image": item.image_id, "dataset": item.dataset, "gt": item.count,
+                     "pred": pred, "input": [w, h]})
+    res = {**_errors(rows), "max_side": max_side, "gt_count": "annotated points",
+           "per_image": rows}
+    datasets = sorted({r["dataset"] for r in rows})
+    if len(datasets) > 1:  # e.g. the hold-out of an SHA + SHB run: each part's own figures
+        res["by_dataset"] = {d: _errors([r for r in rows if r["dataset"] == d])
+                             for d in datasets}
+    return res
+
+
+def _errors(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """MAE, RMSE and image count of per-image rows."""
     err = np.array([r["pred"] - r["gt"] for r in rows], dtype=np.float64)
     return {"mae": float(np.abs(err).mean()) if len(err) else float("nan"),
             "rmse": float(np.sqrt((err ** 2).mean())) if len(err) else float("nan"),
-            "images": len(rows), "max_side": max_side, "gt_count": "annotated points",
-            "per_image": rows}
+            "images": len(rows)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -205,6 +205,11 @@ def test_two_train_splits_hold_out_each_and_need_one_rule(tmp_path):
                                                           "shanghaitech/part_B"}
     held = held_out_items(ck, "shanghaitech", str(tmp_path / "data"))
     assert sorted(f"{it.dataset}/{it.image_id}" for it in held) == sorted(val)
+    out = tmp_path / "val.json"
     assert evaluate_main(["--model", str(tmp_path / "run" / "last.pt"), "--data",
                           str(tmp_path / "data"), "--val-of", str(tmp_path / "run" / "last.pt"),
-                          "--max-side", "0"]) == 0
+                          "--max-side", "0", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["images"] == 4
+    assert {d: r["images"] for d, r in res["by_dataset"].items()} == {
+        "shanghaitech/part_A": 2, "shanghaitech/part_B": 2}
