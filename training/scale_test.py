@@ -25,7 +25,7 @@ from streamcount.engine.torch_cpu import TorchBackend
 from streamcount.errors import UserError
 
 SCALES = (0.5, 0.75, 1.5, 2.0)
-#: every 13th SHB test image: 24 of the 316, spread over the split
+#: every 13th SHB test image: 25 of the 316, spread over the split
 IMAGES = tuple(range(1, 317, 13))
 MAX_SIDE = 4096
 
