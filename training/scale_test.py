@@ -45,7 +45,7 @@ def scale_changes(model: str, data: str | Path, scales: tuple[float, ...] = SCAL
     change: dict[float, list[float]] = {s: [] for s in scales}
     for i in images:
         path = Path(data) / f"part_B/test_data/images/IMG_{i}.jpg"
-        img = cv2.imread(str(path))
+        img = cv2.imread(str(path)) if path.is_file() else None
         if img is None:
             raise UserError(f"{path}: unreadable or missing image")
         native = count(img)
