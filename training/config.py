@@ -22,6 +22,8 @@ class CropCfg(_Strict):
     ratio: tuple[float, float] = (0.5, 1.0)
     crop_size: int = 384
     scale: tuple[float, float] = (1.0, 1.0)
+    #: "uniform" in s, or "log": uniform in log s (as many crops shrink as enlarge people)
+    scale_dist: Literal["uniform", "log"] = "uniform"
     flip: float = 0.2
     replicate: int = 4
 

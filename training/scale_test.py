@@ -30,9 +30,10 @@ IMAGES = tuple(range(1, 317, 13))
 MAX_SIDE = 4096
 
 
-def scale_changes(model: str, data: str | Path, scales: tuple[float, ...] = SCALES,
-                  images: tuple[int, ...] = IMAGES) -> dict[float, float]:
-    """``{scale: mean |count(scaled) - count(native)| / max(count(native), 1)}``."""
+def relative_changes(model: str, data: str | Path, scales: tuple[float, ...] = SCALES,
+                     images: tuple[int, ...] = IMAGES) -> dict[float, list[float]]:
+    """``{scale: [(count(scaled) - count(native)) / max(count(native), 1) per image]}``:
+    signed, so that a model counting more when people are small shows at 0.5x as positive."""
     from training.evaluate import load_any
 
     net, card, _ = load_any(model)
@@ -52,8 +53,15 @@ def scale_changes(model: str, data: str | Path, scales: tuple[float, ...] = SCAL
         for s in scales:
             interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
             c = count(cv2.resize(img, None, fx=s, fy=s, interpolation=interp))
-            change[s].append(abs(c - native) / max(native, 1.0))
-    return {s: float(np.mean(v)) for s, v in change.items()}
+            change[s].append((c - native) / max(native, 1.0))
+    return change
+
+
+def scale_changes(model: str, data: str | Path, scales: tuple[float, ...] = SCALES,
+                  images: tuple[int, ...] = IMAGES) -> dict[float, float]:
+    """``{scale: mean |count(scaled) - count(native)| / max(count(native), 1)}``."""
+    return {s: float(np.mean(np.abs(v)))
+            for s, v in relative_changes(model, data, scales, images).items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,17 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        mean = scale_changes(args.model, args.data)
+        change = relative_changes(args.model, args.data)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    mean = {s: float(np.mean(np.abs(v))) for s, v in change.items()}
+    signed = {s: float(np.mean(v)) for s, v in change.items()}
     print(f"{args.model}: mean |relative change| vs native: "
-          + ", ".join(f"{s}x {m:.1%}" for s, m in mean.items()))
+          + ", ".join(f"{s}x {mean[s]:.1%} (mean {signed[s]:+.1%})" for s in change))
     if args.out:
         Path(args.out).write_text(json.dumps({"model": args.model, "images": len(IMAGES),
                                               "max_side": MAX_SIDE,
                                               "mean_abs_rel_change": {str(s): m for s, m
-                                                                      in mean.items()}},
+                                                                      in mean.items()},
+                                              "mean_rel_change": {str(s): m for s, m
+                                                                  in signed.items()}},
                                              indent=2) + "\n")
     return 0
 

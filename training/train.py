@@ -305,7 +305,8 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
         log.info("train %d images, val %d images (rule %s)", len(train_items), len(val_items),
                  rule.key)
     c = cfg.data.crop
-    policy = CropPolicy(c.mode, tuple(c.ratio), c.crop_size, tuple(c.scale), c.flip, c.replicate)
+    policy = CropPolicy(c.mode, tuple(c.ratio), c.crop_size, tuple(c.scale), c.flip, c.replicate,
+                        c.scale_dist)
     task_kw: dict[str, Any] = {"arch": cfg.task.arch, "init": cfg.task.init,
                                "target_scale": cfg.data.target_scale}
     if cfg.task.kind == "skt":

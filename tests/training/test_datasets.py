@@ -122,6 +122,23 @@ def test_points_folder(tmp_path):
         load_items("points", tmp_path / "mine", "cam1")
 
 
+def test_log_scale_draws_shrink_as_often_as_they_enlarge(tmp_path):
+    root = _sht(tmp_path, n=1)
+    items = load_items("shanghaitech", root, "part_B/train_data")
+    cache = DensityCache(tmp_path / "cache")
+    rng = np.random.default_rng(0)
+    draws = {}
+    for dist in ("uniform", "log"):
+        ds = TrainCrops(items, SHB_RULE, cache, CropPolicy("fixed", crop_size=32, scale=(0.5, 2.0),
+                                                          scale_dist=dist), seed=1)
+        draws[dist] = np.array([ds.draw_scale(rng) for _ in range(4000)])
+        assert draws[dist].min() >= 0.5 and draws[dist].max() <= 2.0
+    # uniform in s: 2/3 of the crops enlarge people; uniform in log s: half of them
+    assert abs((draws["uniform"] > 1).mean() - 2 / 3) < 0.03
+    assert abs((draws["log"] > 1).mean() - 0.5) < 0.03
+    assert abs(np.median(np.log(draws["log"]))) < 0.05
+
+
 def test_train_crops_and_eval_images(tmp_path):
     root = _sht(tmp_path, n=2)
     items = load_items("shanghaitech", root, "part_B/train_data")

@@ -43,6 +43,9 @@ class CropPolicy:
     scale: tuple[float, float] = (1.0, 1.0)
     flip: float = 0.2
     replicate: int = 4  # the list is repeated this many times per epoch (official x4)
+    #: how ``scale`` is drawn: "uniform" in s, or "log" (uniform in log s: as many crops
+    #: shrink people by a factor k as enlarge them by k, so the mean head size is native)
+    scale_dist: str = "uniform"
 
 
 class _Store:
@@ -127,10 +130,17 @@ class TrainCrops(Dataset):
         tgt = stride_target(dens[dy:dy + ch, dx:dx + cw], self.stride)
         return img_c, tgt
 
+    def draw_scale(self, rng: np.random.Generator) -> float:
+        """One crop's scale factor s (people are resized by s) from ``policy.scale``."""
+        lo, hi = self.policy.scale
+        if self.policy.scale_dist == "log":
+            return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        return float(rng.uniform(lo, hi))
+
     def _fixed_crop(self, img: np.ndarray, dens: np.ndarray, rng: np.random.Generator):
         h, w = img.shape[:2]
         c = self.policy.crop_size
-        s = rng.uniform(*self.policy.scale)
+        s = self.draw_scale(rng)
         win = int(round(c / s))
         if win > min(h, w):  # image too small for this scale: use the largest square it has
             win = min(h, w)
