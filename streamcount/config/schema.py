@@ -225,7 +225,7 @@ class RegionConfig(RegionSpec):
         return self
 
     def _check_area(self) -> float | None:
-        from streamcount.pipeline.density import check_area
+        from streamcount.floor import check_area
         if self.area_m2 is not None and self.ground is not None:
             raise field_error("ground", "give area_m2 or ground, not both")
         if self.area_m2 is not None:
@@ -252,7 +252,7 @@ class RegionConfig(RegionSpec):
         """
         if self.area_m2 is not None or self.ground is None:
             return self.area_m2
-        from streamcount.pipeline.density import CalibrationError, ground_area, homography
+        from streamcount.floor import CalibrationError, ground_area, homography
         from streamcount.regions import regions_from_specs
         image = list(self.ground.image)
         if self.reference_size is not None:  # pixels, like the polygon

@@ -26,7 +26,7 @@ from typing import Protocol
 
 from streamcount.config.schema import AlertRule, SmoothingConfig
 from streamcount.pipeline.alerts import NORMAL, AlertMachine, EventIds
-from streamcount.pipeline.density import los_letter
+from streamcount.floor import los_letter
 from streamcount.messages import AlertEvent, CountState, CountUpdate
 
 
@@ -123,7 +123,7 @@ class RegionAggregator:
         ids: shared alert id generator (optional).
         area_m2: the region's floor area: updates carry ``density`` (people/m²) and its
             ``los`` letter, and density rules become count rules (thresholds x area).
-        los_table: the LoS table (:data:`~streamcount.pipeline.density.LOS_TABLES`).
+        los_table: the LoS table (:data:`~streamcount.floor.LOS_TABLES`).
     """
 
     def __init__(self, camera: str, region: str, smoothing: SmoothingConfig,

@@ -12,7 +12,7 @@ import pytest
 from streamcount.config.loader import validate_config
 from streamcount.config.schema import AlertRule, RegionConfig, SmoothingConfig
 from streamcount.pipeline.aggregate import RegionAggregator
-from streamcount.pipeline.density import (CalibrationError, ground_area, homography,
+from streamcount.floor import (CalibrationError, ground_area, homography,
                                           los_letter)
 from streamcount.messages import CountUpdate, CountState, region_state
 from streamcount.sinks.mqtt import count_payload
