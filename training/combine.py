@@ -1,14 +1,16 @@
 """Combine a sparse-scene and a dense-scene student into one ``csrnet_1_4_dual`` model.
 
-``python -m training.combine --sparse B.pt --dense A.pt --data ROOT --out FILE
-[--name default] [--metrics RESULT.json ...]``
+``python -m training.combine --sparse REF --dense REF --data ROOT --out FILE
+[--holdout CKPT ...] [--name default] [--metrics RESULT.json ...]``
 
-The blend thresholds ``lo``/``hi`` of :class:`streamcount.models.dual.DualDensity` are fitted on
-the validation hold-outs recorded in the two training checkpoints (images of the *train* splits
-that neither student was trained on; test splits are never used): every pair on a log grid is
-scored by the sum of the two hold-outs' relative MAE (MAE / mean count), so the sparse and the
-dense set weigh alike whatever their crowd sizes. Frames are sized by streamcount's default input
-policy (``--max-side``), as users run the model.
+``REF`` is a model name, a weight file or a training checkpoint (``.pt``). The blend thresholds
+``lo``/``hi`` of :class:`streamcount.models.dual.DualDensity` are fitted on the validation
+hold-outs recorded in training checkpoints (``--holdout``; by default the ``.pt`` files among
+the two students): images of the *train* splits held out of training; test splits are never
+used. The hold-out images of all checkpoints are pooled (each image once) and grouped by
+dataset; every pair on a log grid is scored by the sum over datasets of the relative MAE (MAE /
+mean count), so sparse and dense scenes weigh alike whatever their crowd sizes. Frames are sized
+by streamcount's default input policy (``--max-side``), as users run the model.
 """
 
 from __future__ import annotations
@@ -49,6 +51,15 @@ def holdout_items(checkpoint: str, data: str, dataset: str = "shanghaitech") -> 
     if not items:
         raise UserError(f"{checkpoint}: no validation images recorded")
     return items
+
+
+def group_by_dataset(items: list) -> dict[str, list]:
+    """Hold-out images pooled from several checkpoints: each image once, grouped by dataset
+    (e.g. ``shanghaitech/part_A`` and ``shanghaitech/part_B``), in sorted order."""
+    groups: dict[str, dict[str, Any]] = {}
+    for it in items:
+        groups.setdefault(it.dataset, {}).setdefault(it.image_id, it)
+    return {d: [g[k] for k in sorted(g)] for d, g in sorted(groups.items())}
 
 
 def density_maps(ref: str, items: list, max_side: int | None) -> list[np.ndarray]:
@@ -95,8 +106,13 @@ def fit_thresholds(sets: list[tuple[list[np.ndarray], list[np.ndarray], np.ndarr
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.combine",
                                  description=__doc__.split("\n")[0])
-    ap.add_argument("--sparse", required=True, help="sparse-scene student checkpoint (.pt)")
-    ap.add_argument("--dense", required=True, help="dense-scene student checkpoint (.pt)")
+    ap.add_argument("--sparse", required=True,
+                    help="sparse-scene student: model name, weight file or checkpoint (.pt)")
+    ap.add_argument("--dense", required=True,
+                    help="dense-scene student: model name, weight file or checkpoint (.pt)")
+    ap.add_argument("--holdout", nargs="*", default=None,
+                    help="training checkpoints whose validation hold-outs fit the blend "
+                         "(default: the .pt files among --sparse and --dense)")
     ap.add_argument("--data", required=True, help="dataset root (ShanghaiTech)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--name", default="default")
@@ -105,21 +121,26 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        sets, names = [], []
-        for ref in (args.sparse, args.dense):
-            items = holdout_items(ref, args.data)
+        ckpts = args.holdout if args.holdout is not None else [
+            r for r in (args.sparse, args.dense) if r.endswith(".pt")]
+        if not ckpts:
+            raise UserError("--holdout: name the training checkpoints whose validation "
+                            "images fit the blend (no .pt among --sparse/--dense)")
+        pooled = [it for c in ckpts for it in holdout_items(c, args.data)]
+        groups = group_by_dataset(pooled)
+        sets = []
+        for items in groups.values():
             truth = np.asarray([it.count for it in items], dtype=np.float64)
             sets.append((density_maps(args.sparse, items, args.max_side),
                          density_maps(args.dense, items, args.max_side), truth))
-            names.append(f"{len(items)} held-out images of "
-                         f"{load_checkpoint(ref)['config']['data']['train_split']}")
+        names = [f"{len(v)} held-out {k} train images" for k, v in groups.items()]
         lo, hi, table = fit_thresholds(sets)
         best = min(table, key=lambda row: row["score"])
         log.info("fitted lo %.4f hi %.4f: hold-out MAE %s", lo, hi,
                  ", ".join(f"{m:.2f}" for m in best["mae"]))
         model = DualDensity()
-        s_net, _, _ = load_any(args.sparse)
-        d_net, _, _ = load_any(args.dense)
+        s_net, s_card, _ = load_any(args.sparse)
+        d_net, d_card, _ = load_any(args.dense)
         model.sparse.load_state_dict(s_net.state_dict())
         model.dense.load_state_dict(d_net.state_dict())
         model.lo.fill_(lo)
@@ -127,21 +148,21 @@ def main(argv: list[str] | None = None) -> int:
         metrics = [metric_from_result(json.loads(Path(m).read_text())) for m in args.metrics]
         card = ModelCard.for_arch(
             "csrnet_1_4_dual", args.name,
-            training_data="ShanghaiTech part B train (sparse student) and part A train (dense "
-                          "student), each minus its validation hold-out",
-            recipe="two SKT students (configs/train/cpu_skt_shb_ft.yaml, cpu_skt_sha.yaml) "
-                   f"blended by local density; lo/hi fitted on {' and '.join(names)}",
+            training_data=f"sparse student: {s_card.training_data or s_card.name}; dense "
+                          f"student: {d_card.training_data or d_card.name}",
+            recipe=f"two 1/4-CSRNet students, sparse {Path(args.sparse).name} and dense "
+                   f"{Path(args.dense).name}, blended by local density; lo/hi fitted by "
+                   f"training.combine on {' and '.join(names)}",
             licence=DEFAULT_LICENCE, source="training.combine", metrics=tuple(metrics),
             extra={"sparse": Path(args.sparse).name, "dense": Path(args.dense).name,
                    "lo": lo, "hi": hi, "window_cells": 5,
-                   "holdout_mae": dict(zip(["sparse_set", "dense_set"], best["mae"],
-                                           strict=True))})
+                   "holdout_mae": dict(zip(groups, best["mae"], strict=True))})
         save_model(args.out, model.eval(), card)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: lo {lo:.4f} hi {hi:.4f}; hold-out MAE "
-          + ", ".join(f"{m:.2f}" for m in best["mae"]))
+          + ", ".join(f"{k} {m:.2f}" for k, m in zip(groups, best["mae"], strict=True)))
     return 0
 
 
