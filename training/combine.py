@@ -1,4 +1,5 @@
-"""Combine a sparse-scene and a dense-scene student into one ``csrnet_1_4_dual`` model.
+"""Combine a sparse-scene and a dense-scene student into one ``csrnet_1_4_dual`` model
+(:mod:`streamcount.models.dual`: switched per frame by the dense student's mean density).
 
 ``python -m training.combine --sparse REF --dense REF --data ROOT --out FILE
 [--holdout CKPT ...] [--name default] [--metrics RESULT.json ...]``
@@ -38,9 +39,9 @@ from training.export import DEFAULT_LICENCE, metric_from_result
 
 log = logging.getLogger(__name__)
 
-#: candidate ``lo`` values (people per output cell) and ``hi / lo`` ratios
-LO_GRID = tuple(float(v) for v in np.geomspace(0.005, 0.5, 25))
-RATIOS = (1.5, 2.0, 3.0, 5.0)
+#: candidate ``lo`` values (people per output cell, frame mean) and ``hi / lo`` ratios
+LO_GRID = tuple(float(v) for v in np.geomspace(0.003, 0.5, 30))
+RATIOS = (1.25, 1.5, 2.0, 3.0, 5.0)
 
 
 def holdout_items(checkpoint: str, data: str, dataset: str = "shanghaitech") -> list:
@@ -82,7 +83,7 @@ def blended_counts(sparse: list[np.ndarray], dense: list[np.ndarray], lo: float,
     counts = []
     for s, d in zip(sparse, dense, strict=True):
         ts, td = torch.from_numpy(s)[None, None], torch.from_numpy(d)[None, None]
-        m = blend_weight(ts, lo, hi)
+        m = blend_weight(td, lo, hi)
         counts.append(float((ts + m * (td - ts)).sum()))
     return np.asarray(counts)
 
@@ -151,11 +152,11 @@ def main(argv: list[str] | None = None) -> int:
             training_data=f"sparse student: {s_card.training_data or s_card.name}; dense "
                           f"student: {d_card.training_data or d_card.name}",
             recipe=f"two 1/4-CSRNet students, sparse {Path(args.sparse).name} and dense "
-                   f"{Path(args.dense).name}, blended by local density; lo/hi fitted by "
+                   f"{Path(args.dense).name}, switched per frame by the dense student's mean density; lo/hi fitted by "
                    f"training.combine on {' and '.join(names)}",
             licence=DEFAULT_LICENCE, source="training.combine", metrics=tuple(metrics),
             extra={"sparse": Path(args.sparse).name, "dense": Path(args.dense).name,
-                   "lo": lo, "hi": hi, "window_cells": 5,
+                   "lo": lo, "hi": hi, "gate": "frame mean of the dense student's map",
                    "holdout_mae": dict(zip(groups, best["mae"], strict=True))})
         save_model(args.out, model.eval(), card)
     except UserError as e:

@@ -1,4 +1,5 @@
-"""csrnet_1_4_dual: two students blended by local density, in the graph every backend runs."""
+"""csrnet_1_4_dual: two students switched per frame by the dense student's mean density, in the
+graph every backend runs."""
 
 from __future__ import annotations
 
@@ -25,16 +26,28 @@ def test_blend_takes_sparse_below_lo_and_dense_above_hi() -> None:
     with torch.no_grad():
         m = _model(1e6, 2e6)  # nothing is dense
         assert torch.allclose(m(x), m.sparse(x))
-        m = _model(-2.0, -1.0)  # everything is dense
+        m = _model(-1e6, -1e6 + 1)  # everything is dense
         assert torch.allclose(m(x), m.dense(x))
 
 
-def test_weight_follows_local_density() -> None:
-    d = torch.zeros(1, 1, 20, 20)
-    d[..., :, 10:] = 1.0  # right half dense
+def test_weight_follows_each_frames_mean_density() -> None:
+    d = torch.zeros(3, 1, 20, 20)
+    d[1, :, :, 10:] = 1.0  # half the frame packed: mean 0.5
+    d[2] = 1.0             # all packed: mean 1
     w = blend_weight(d, 0.2, 0.6)
-    assert float(w[..., 10, 2]) == 0.0 and float(w[..., 10, 17]) == 1.0
-    assert 0.0 < float(w[..., 10, 9]) < 1.0  # the edge is blended, not switched
+    assert w.shape == (3, 1, 1, 1)
+    assert w.flatten().tolist() == pytest.approx([0.0, 0.75, 1.0])  # mixed between lo and hi
+
+
+def test_the_dense_student_decides_frame_by_frame() -> None:
+    m = _model(0.2, 0.6)
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        ds, dd = m.sparse(x), m.dense(x)
+        w = blend_weight(dd, m.lo, m.hi)
+        assert torch.allclose(m(x), ds + w * (dd - ds))
+        # a batch of two frames is blended frame by frame, as two single frames
+        assert torch.allclose(m(x)[1:], m(x[1:]), atol=1e-6)
 
 
 def test_thresholds_are_stored_with_the_weights(tmp_path) -> None:
@@ -52,10 +65,16 @@ def test_onnx_runtime_runs_the_blend_like_torch(tmp_path) -> None:
     from streamcount.models.weights import save_model
 
     p = tmp_path / "dual.safetensors"
-    m = _model(0.001, 0.003)  # random weights give small densities: mix both regimes
-    save_model(p, m, ModelCard.for_arch("csrnet_1_4_dual", "d"))
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (1, 128, 160, 3), dtype=np.uint8)
+    m = _model(0.0, 1.0)
+    q = tmp_path / "dense.safetensors"
+    save_model(q, m.dense, ModelCard.for_arch("csrnet_1_4", "d"))
+    crowd = float(factory.create_backend("torch", q).infer(frames).mean())
+    # lo/hi around this frame's mean density: the output mixes both students (weight 0.25)
+    m.lo.fill_(crowd - 0.5)
+    m.hi.fill_(crowd + 1.5)
+    save_model(p, m, ModelCard.for_arch("csrnet_1_4_dual", "d"))
     ref = factory.create_backend("torch", p).infer(frames)
     got = factory.create_backend("onnx", p).infer(frames)
     assert np.allclose(factory.create_backend("openvino", p).infer(frames), ref, rtol=1e-3,
