@@ -157,13 +157,15 @@ def main(argv: list[str] | None = None) -> int:
             licence=DEFAULT_LICENCE, source="training.combine", metrics=tuple(metrics),
             extra={"sparse": Path(args.sparse).name, "dense": Path(args.dense).name,
                    "lo": lo, "hi": hi, "gate": "frame mean of the dense student's map",
-                   "holdout_mae": dict(zip(groups, best["mae"], strict=True))})
+                   "holdout_mae": dict(zip(groups, best["mae"], strict=True)),
+                   "holdout_score": best["score"]})
         save_model(args.out, model.eval(), card)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: lo {lo:.4f} hi {hi:.4f}; hold-out MAE "
-          + ", ".join(f"{k} {m:.2f}" for k, m in zip(groups, best["mae"], strict=True)))
+          + ", ".join(f"{k} {m:.2f}" for k, m in zip(groups, best["mae"], strict=True))
+          + f"; score (sum of MAE / mean count) {best['score']:.4f}")
     return 0
 
 
