@@ -125,7 +125,9 @@ def test_hand_counted_vtest_frames(vtest_avi: Path, counting_tools, cache) -> No
             errors[m].append(count_map_for(m, density, people, size).count - truth[i])
     mae = {m: float(np.mean(np.abs(e))) for m, e in errors.items()}
     assert len(errors["auto"]) == len(truth) == 32
-    assert mae["auto"] <= 0.8 < 3.0 < mae["density"], mae
+    # density alone (today's default: 2.06 on 2-9 people; the previous default 4.72) is
+    # clearly worse here than the hybrid rule
+    assert mae["auto"] <= 0.8 and mae["auto"] + 1.0 < mae["density"], mae
     assert mae["detect"] <= 0.8, mae
 
 

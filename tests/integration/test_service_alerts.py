@@ -29,7 +29,7 @@ from tests.integration.mosquitto import Mosquitto, Subscriber, mosquitto_binary
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 PREFIX = "sc"
-MAX_SIDE = 320
+MAX_SIDE = 640
 SEGMENT_S = 3
 LEFT = [(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)]
 
@@ -41,15 +41,15 @@ def _ffmpeg(*args: str) -> None:
 
 @pytest.fixture(scope="module")
 def crossing_clip(tmp_path_factory: pytest.TempPathFactory, vtest_avi: Path) -> Path:
-    """3 s of vtest.avi then 3 s of a people-free colour gradient, 320x240, 10 fps (looped by the
+    """3 s of vtest.avi then 3 s of a people-free colour gradient, 640x480, 10 fps (looped by the
     service). (testsrc2's sharp test pattern reads as a few people to a density model.) The
     gradient's colours and seed are fixed: ffmpeg picks them at random otherwise, and two close
     colours make a frame the stream-health check calls uniform (so the region goes unknown)."""
     out = tmp_path_factory.mktemp("clips") / "crossing.mp4"
-    gradient = "gradients=s=320x240:r=10:c0=0x303030:c1=0xd0d0d0:seed=1:speed=0.05"
+    gradient = "gradients=s=640x480:r=10:c0=0x303030:c1=0xd0d0d0:seed=1:speed=0.05"
     _ffmpeg("-i", str(vtest_avi), "-f", "lavfi", "-i", gradient,
             "-filter_complex",
-            f"[0:v]scale=320:240,fps=10,trim=duration={SEGMENT_S},setpts=PTS-STARTPTS[a];"
+            f"[0:v]scale=640:480,fps=10,trim=duration={SEGMENT_S},setpts=PTS-STARTPTS[a];"
             f"[1:v]trim=duration={SEGMENT_S},setpts=PTS-STARTPTS[b];[a][b]concat=n=2:v=1[v]",
             "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
             "-g", "10", "-bf", "0", str(out))

@@ -47,7 +47,7 @@ def test_the_dense_student_decides_frame_by_frame() -> None:
         w = blend_weight(dd, m.lo, m.hi)
         assert torch.allclose(m(x), ds + w * (dd - ds))
         # a batch of two frames is blended frame by frame, as two single frames
-        assert torch.allclose(m(x)[1:], m(x[1:]), atol=1e-6)
+        assert torch.allclose(m(x)[1:], m(x[1:]), rtol=1e-4, atol=1e-4)
 
 
 def test_thresholds_are_stored_with_the_weights(tmp_path) -> None:
