@@ -17,11 +17,11 @@ the next. ``lo`` and ``hi`` are buffers stored with the weights; :mod:`training.
 them on held-out training images of both kinds (never on a test split). The rule is part of the
 graph, so every backend (ONNX Runtime, OpenVINO, int8, TensorRT) runs it unchanged.
 
-Why the frame and the dense student: on the hold-outs of the shipped default (40 SHA and 40 SHB
-train images), gating cell by cell on the sparse student's map (the first design) scored worst,
-because that student sees almost nothing in a packed crowd; gating on the dense student's map
-averaged over 5, 9, 15 or 31 cells scored better, over the whole frame best (README, "One
-default for sparse and dense scenes").
+Why the frame and the dense student: with ``shb_student_kd`` and ``ab_student_gt`` on 40 SHA
+and 40 SHB held-out train images, gating cell by cell on the sparse student's map (the first
+design) scored worst, because that student sees almost nothing in a packed crowd; gating on the
+dense student's map averaged over 5, 9, 15 or 31 cells scored better, over the whole frame best
+(README, "Runs of 3 Dec 2026, evening").
 """
 
 from __future__ import annotations
