@@ -7,6 +7,10 @@ size in pixels scores near 0.
 CLI::
 
     python -m training.scale_test --model default --data ../shared/data/shanghaitech [--out F.json]
+    python -m training.scale_test --model CKPT.pt --data ../shared/data/shanghaitech --val-of CKPT.pt
+
+``--val-of`` measures on the SHB images of a checkpoint's validation hold-out (train_data)
+instead, so that checkpoints can be compared for scale robustness without touching the test set.
 """
 
 from __future__ import annotations
@@ -30,10 +34,29 @@ IMAGES = tuple(range(1, 317, 13))
 MAX_SIDE = 4096
 
 
+def test_images(data: str | Path, images: tuple[int, ...] = IMAGES) -> list[Path]:
+    """The scale test's SHB ``test_data`` images (``IMG_<i>.jpg`` for ``i`` in ``images``)."""
+    return [Path(data) / f"part_B/test_data/images/IMG_{i}.jpg" for i in images]
+
+
+def holdout_images(checkpoint: str | Path, data: str | Path) -> list[Path]:
+    """The ShanghaiTech B images of ``checkpoint``'s validation hold-out (train_data)."""
+    from training.checkpointing import load_checkpoint
+    from training.train import held_out_items
+
+    items = held_out_items(load_checkpoint(checkpoint), "shanghaitech", str(data))
+    paths = [it.image_path for it in items if it.dataset.endswith("part_B")]
+    if not paths:
+        raise UserError(f"{checkpoint}: its validation hold-out holds no ShanghaiTech B image")
+    return paths
+
+
 def relative_changes(model: str, data: str | Path, scales: tuple[float, ...] = SCALES,
-                     images: tuple[int, ...] = IMAGES) -> dict[float, list[float]]:
+                     images: tuple[int, ...] = IMAGES,
+                     paths: list[Path] | None = None) -> dict[float, list[float]]:
     """``{scale: [(count(scaled) - count(native)) / max(count(native), 1) per image]}``:
-    signed, so that a model counting more when people are small shows at 0.5x as positive."""
+    signed, so that a model counting more when people are small shows at 0.5x as positive.
+    ``paths`` (any images) replaces the SHB test images named by ``images``."""
     from training.evaluate import load_any
 
     net, card, _ = load_any(model)
@@ -44,8 +67,7 @@ def relative_changes(model: str, data: str | Path, scales: tuple[float, ...] = S
         return float(backend.infer(prepare_frame(img, size)[None])[0].sum())
 
     change: dict[float, list[float]] = {s: [] for s in scales}
-    for i in images:
-        path = Path(data) / f"part_B/test_data/images/IMG_{i}.jpg"
+    for path in paths if paths is not None else test_images(data, images):
         img = cv2.imread(str(path)) if path.is_file() else None
         if img is None:
             raise UserError(f"{path}: unreadable or missing image")
@@ -69,11 +91,14 @@ def main(argv: list[str] | None = None) -> int:
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="default", help="model name, weight file or training .pt")
     ap.add_argument("--data", required=True, help="ShanghaiTech root")
+    ap.add_argument("--val-of", metavar="CKPT",
+                    help="measure on the SHB images of this checkpoint's validation hold-out")
     ap.add_argument("--out", help="write the JSON result here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        change = relative_changes(args.model, args.data)
+        paths = holdout_images(args.val_of, args.data) if args.val_of else None
+        change = relative_changes(args.model, args.data, paths=paths)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -82,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.model}: mean |relative change| vs native: "
           + ", ".join(f"{s}x {mean[s]:.1%} (mean {signed[s]:+.1%})" for s in change))
     if args.out:
-        Path(args.out).write_text(json.dumps({"model": args.model, "images": len(IMAGES),
+        Path(args.out).write_text(json.dumps({"model": args.model, "images": len(change[SCALES[0]]),
+                                              "split": (f"part_B hold-out of {args.val_of}"
+                                                        if args.val_of else "part_B/test_data"),
                                               "max_side": MAX_SIDE,
                                               "mean_abs_rel_change": {str(s): m for s, m
                                                                       in mean.items()},
