@@ -73,6 +73,11 @@ class TaskCfg(_Strict):
     #: trained student with SKT)
     adapter_init: Literal["kaiming", "lstsq"] = "kaiming"
     adapter_fit_batches: int = 8
+    #: teacher/student: weight of the per-crop count loss (squared error in people) added to
+    #: the pixel-wise SSE; 0 = the official recipe
+    lambda_count: float = Field(0.0, ge=0)
+    #: with lambda_count: also count each crop shown at half its size against the same GT count
+    count_half: bool = False
 
 
 class OptimCfg(_Strict):

@@ -12,6 +12,13 @@
 :meth:`predict` divides it out, and export folds it into the last conv. For SKT keep it at 1:
 the FSP and cosine terms are scale-invariant, so k would reweight gt / soft by k^2 against them.
 - :class:`StudentTask`: a 1/n student trained on GT alone (the paper's baseline).
+
+Teacher and student can add a **count loss** (``lambda_count``, default 0 = the official
+recipe): the squared error of each crop's count, in people, next to the pixel-wise SSE, which
+on enlarged people (wide Gaussians) barely penalises a wrong integral. With ``count_half`` the
+crop is also shown at half its size (area-averaged, people at half the pixels) and that view's
+count is held to the same GT count: a person counts as one at either size (accuracy issue,
+item 4: scale robustness).
 - :class:`SKTTask`: student + adapters trained with :class:`~training.skt.SKTLoss` against a
   frozen teacher (``eval()`` mode, ``no_grad``, ``requires_grad`` off).
 """
@@ -103,6 +110,14 @@ def sse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a.float() - b.float()) ** 2).sum()
 
 
+def count_sse(pred: torch.Tensor, target: torch.Tensor, target_scale: float) -> torch.Tensor:
+    """Sum over the batch of (predicted count - GT count)^2, counts in people (``pred`` is
+    ``target_scale`` x density, ``target`` true density; any map sizes: only sums compare)."""
+    c_pred = pred.float().sum(dim=(1, 2, 3)) / target_scale
+    c_gt = target.float().sum(dim=(1, 2, 3))
+    return ((c_pred - c_gt) ** 2).sum()
+
+
 class _Task(nn.Module):
     arch: str
 
@@ -121,10 +136,12 @@ class TeacherTask(_Task):
     """CSRNet on GT density, sum MSE."""
 
     def __init__(self, arch: str = "csrnet", init: str | None = None,
-                 target_scale: float = 1.0) -> None:
+                 target_scale: float = 1.0, lambda_count: float = 0.0,
+                 count_half: bool = False) -> None:
         super().__init__()
         self.arch = arch
         self.target_scale = target_scale
+        self.lambda_count, self.count_half = lambda_count, count_half
         self.norm = Normalize(arch)
         self.net = build(arch).to(memory_format=torch.channels_last)
         if init:
@@ -139,17 +156,25 @@ class TeacherTask(_Task):
     def forward(self, images: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         pred = self.net(self.norm(images))
         gt = sse(pred, target * self.target_scale)
-        return {"total": gt, "gt": gt}
+        if not self.lambda_count:
+            return {"total": gt, "gt": gt}
+        count = count_sse(pred, target, self.target_scale)
+        if self.count_half:
+            half = nn.functional.interpolate(images.float(), scale_factor=0.5, mode="area")
+            count = count + count_sse(self.net(self.norm(half)), target, self.target_scale)
+        return {"total": gt + self.lambda_count * count, "gt": gt, "count": count}
 
 
 class StudentTask(TeacherTask):
     """A student on GT alone (the paper's 'student without SKT' baseline)."""
 
     def __init__(self, arch: str = "csrnet_1_4", init: str | None = None,
-                 target_scale: float = 1.0) -> None:
+                 target_scale: float = 1.0, lambda_count: float = 0.0,
+                 count_half: bool = False) -> None:
         _Task.__init__(self)
         self.arch = arch
         self.target_scale = target_scale
+        self.lambda_count, self.count_half = lambda_count, count_half
         self.norm = Normalize(arch)
         self.net = build(arch).to(memory_format=torch.channels_last)
         if init:

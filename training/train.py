@@ -287,6 +287,9 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     """Run (or continue) training; returns a summary dict (best metrics, stop reason)."""
     clock = _budget_clock(cfg)
     t_start = clock()
+    if cfg.task.kind == "skt" and (cfg.task.lambda_count or cfg.task.count_half):
+        raise ConfigError("task.lambda_count / task.count_half apply to kind teacher and "
+                          "student, not skt", key="task.lambda_count")
     if cfg.task.kind == "skt" and not cfg.task.teacher:
         raise ConfigError("task.teacher is required for kind=skt (a trained teacher file)",
                           key="task.teacher")
@@ -312,6 +315,8 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     if cfg.task.kind == "skt":
         task_kw.update(teacher=cfg.task.teacher, teacher_arch=cfg.task.teacher_arch,
                        lambda_fsp=cfg.task.lambda_fsp, lambda_cos=cfg.task.lambda_cos)
+    elif cfg.task.lambda_count:
+        task_kw.update(lambda_count=cfg.task.lambda_count, count_half=cfg.task.count_half)
     task = build_task(cfg.task.kind, **task_kw).to(rt.device)
     stride = 8
     train_ds = TrainCrops(train_items, rule, cache, policy, stride=stride, seed=cfg.run.seed,
@@ -368,7 +373,8 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
             task, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
 
     train_log = CsvLog(out / "train.csv", ["epoch", "step", "global_it", "lr", "total", "gt",
-                                           "soft", "fsp", "cos", "sec_per_it", "elapsed_min"])
+                                           "soft", "fsp", "cos", "sec_per_it", "elapsed_min"]
+                       + (["count"] if cfg.task.lambda_count else []))
     val_log = CsvLog(out / "val.csv", ["epoch", "global_it", "mae", "rmse", "images"])
     tb = _tensorboard(out) if rt.main else None
     last_ckpt = time.monotonic()

@@ -71,3 +71,44 @@ def test_init_is_loaded_as_true_density_times_target_scale(tmp_path):
     load_weights_into(net, ck, target_scale=10.0)
     with torch.no_grad():
         torch.testing.assert_close(net.eval()(x), ref * 10, rtol=1e-4, atol=1e-6)
+
+
+class _Ones(torch.nn.Module):
+    """A 'network' whose map is k per stride-8 cell: its count grows with the input's area."""
+
+    def __init__(self, k: float) -> None:
+        super().__init__()
+        self.k = torch.nn.Parameter(torch.tensor(k))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.k * torch.ones(x.shape[0], 1, x.shape[2] // 8, x.shape[3] // 8)
+
+
+def test_count_loss_is_the_squared_count_error_in_people_at_full_and_half_size():
+    """target_scale 100; a crop of 32x32 with GT count 3. The map k=100 per cell gives 16 cells
+    = 16 people at full size and 4 cells = 4 people on the half-size view: count loss
+    (16-3)^2 + (4-3)^2, added to the pixel SSE with weight lambda_count."""
+    x = torch.randint(0, 255, (1, 3, 32, 32), dtype=torch.uint8)
+    y = torch.zeros(1, 1, 4, 4)
+    y[0, 0, 1, 2] = 3.0
+    for half, expect in ((False, 13.0 ** 2), (True, 13.0 ** 2 + 1.0)):
+        task = StudentTask("csrnet_1_4", target_scale=100.0, lambda_count=0.5, count_half=half)
+        task.net = _Ones(100.0)
+        out = task(x, y)
+        assert float(out["count"]) == pytest.approx(expect)
+        assert float(out["total"]) == pytest.approx(float(out["gt"]) + 0.5 * expect)
+        out["total"].backward()  # the half view is in the graph: it trains the network
+        assert task.net.k.grad is not None and float(task.net.k.grad) > 0
+    # lambda_count 0: the official loss, no count term
+    assert set(StudentTask("csrnet_1_4")(x, y)) == {"total", "gt"}
+
+
+def test_count_loss_trains_and_logs_and_is_refused_for_skt(tmp_path):
+    from tests.training.test_train import _cfg
+
+    s = train(_cfg(tmp_path, "task.lambda_count=1", "task.count_half=true"))
+    assert s["global_it"] == 2
+    head, *rows = (tmp_path / "run" / "train.csv").read_text().splitlines()
+    assert head.endswith(",count") and rows and all(r.split(",")[-1] for r in rows)
+    with pytest.raises(ConfigError, match="lambda_count"):
+        train(_cfg(tmp_path / "skt", "task.kind=skt", "task.lambda_count=1"))
