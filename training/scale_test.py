@@ -34,7 +34,8 @@ IMAGES = tuple(range(1, 317, 13))
 MAX_SIDE = 4096
 
 
-def test_images(data: str | Path, images: tuple[int, ...] = IMAGES) -> list[Path]:
+def scale_test_images(data: str | Path,
+                      images: tuple[int, ...] = IMAGES) -> list[Path]:
     """The scale test's SHB ``test_data`` images (``IMG_<i>.jpg`` for ``i`` in ``images``)."""
     return [Path(data) / f"part_B/test_data/images/IMG_{i}.jpg" for i in images]
 
@@ -67,7 +68,7 @@ def relative_changes(model: str, data: str | Path, scales: tuple[float, ...] = S
         return float(backend.infer(prepare_frame(img, size)[None])[0].sum())
 
     change: dict[float, list[float]] = {s: [] for s in scales}
-    for path in paths if paths is not None else test_images(data, images):
+    for path in paths if paths is not None else scale_test_images(data, images):
         img = cv2.imread(str(path)) if path.is_file() else None
         if img is None:
             raise UserError(f"{path}: unreadable or missing image")
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.model}: mean |relative change| vs native: "
           + ", ".join(f"{s}x {mean[s]:.1%} (mean {signed[s]:+.1%})" for s in change))
     if args.out:
-        Path(args.out).write_text(json.dumps({"model": args.model, "images": len(change[SCALES[0]]),
+        n_images = len(change[SCALES[0]])
+        Path(args.out).write_text(json.dumps({"model": args.model, "images": n_images,
                                               "split": (f"part_B hold-out of {args.val_of}"
                                                         if args.val_of else "part_B/test_data"),
                                               "max_side": MAX_SIDE,

@@ -12,6 +12,8 @@
 :meth:`predict` divides it out, and export folds it into the last conv. For SKT keep it at 1:
 the FSP and cosine terms are scale-invariant, so k would reweight gt / soft by k^2 against them.
 - :class:`StudentTask`: a 1/n student trained on GT alone (the paper's baseline).
+- :class:`SKTTask`: student + adapters trained with :class:`~training.skt.SKTLoss` against a
+  frozen teacher (``eval()`` mode, ``no_grad``, ``requires_grad`` off).
 
 Teacher and student can add a **count loss** (``lambda_count``, default 0 = the official
 recipe): the squared error of each crop's count, in people, next to the pixel-wise SSE, which
@@ -19,8 +21,6 @@ on enlarged people (wide Gaussians) barely penalises a wrong integral. With ``co
 crop is also shown at half its size (area-averaged, people at half the pixels) and that view's
 count is held to the same GT count: a person counts as one at either size (accuracy issue,
 item 4: scale robustness).
-- :class:`SKTTask`: student + adapters trained with :class:`~training.skt.SKTLoss` against a
-  frozen teacher (``eval()`` mode, ``no_grad``, ``requires_grad`` off).
 """
 
 from __future__ import annotations
