@@ -7,7 +7,7 @@ size in pixels scores near 0.
 CLI::
 
     python -m training.scale_test --model default --data ../shared/data/shanghaitech [--out F.json]
-    python -m training.scale_test --model CKPT.pt --data ../shared/data/shanghaitech --val-of CKPT.pt
+    python -m training.scale_test --model CKPT.pt --data DATA_ROOT --val-of CKPT.pt
 
 ``--val-of`` measures on the SHB images of a checkpoint's validation hold-out (train_data)
 instead, so that checkpoints can be compared for scale robustness without touching the test set.
