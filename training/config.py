@@ -24,6 +24,9 @@ class CropCfg(_Strict):
     scale: tuple[float, float] = (1.0, 1.0)
     #: "uniform" in s, or "log": uniform in log s (as many crops shrink as enlarge people)
     scale_dist: Literal["uniform", "log"] = "uniform"
+    #: how a window is enlarged to crop_size when s > 1: "linear", or "cubic" (cv2's bicubic,
+    #: which is how frames are usually upscaled, e.g. by the scale test)
+    upscale: Literal["linear", "cubic"] = "linear"
     flip: float = 0.2
     replicate: int = 4
 
@@ -65,6 +68,10 @@ class TaskCfg(_Strict):
     arch: str = "csrnet_1_4"
     init: str | None = None
     teacher: str | None = None  # SKT: teacher weights (.safetensors or CSRNet-pytorch .pth.tar)
+    #: SKT with one teacher per training dataset instead of ``teacher``: {dataset: weights},
+    #: the dataset as images are named in a run's split (e.g. ``shanghaitech/part_A``); each
+    #: crop is taught by its own dataset's teacher (e.g. csrnet_sha on SHA, the SHB teacher on SHB)
+    teachers: dict[str, str] | None = None
     teacher_arch: str = "csrnet"
     lambda_fsp: float = 0.5
     lambda_cos: float = 0.5

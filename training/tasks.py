@@ -13,7 +13,10 @@
 the FSP and cosine terms are scale-invariant, so k would reweight gt / soft by k^2 against them.
 - :class:`StudentTask`: a 1/n student trained on GT alone (the paper's baseline).
 - :class:`SKTTask`: student + adapters trained with :class:`~training.skt.SKTLoss` against a
-  frozen teacher (``eval()`` mode, ``no_grad``, ``requires_grad`` off).
+  frozen teacher (``eval()`` mode, ``no_grad``, ``requires_grad`` off). With ``teachers`` (one
+  file per training dataset, :class:`RoutedTeacher`) each crop is taught by the teacher of the
+  dataset it was cut from: one student for sparse and dense crowds learns each kind of scene
+  from the teacher trained on it.
 
 Teacher and student can add a **count loss** (``lambda_count``, default 0 = the official
 recipe): the squared error of each crop's count, in people, next to the pixel-wise SSE, which
@@ -181,12 +184,56 @@ class StudentTask(TeacherTask):
             load_weights_into(self.net, init, target_scale)
 
 
+def _frozen(net: nn.Module) -> nn.Module:
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.eval().to(memory_format=torch.channels_last)
+
+
+class RoutedTeacher(nn.Module):
+    """Several frozen teachers, each sample of a batch sent to the one of its domain.
+
+    ``forward_features(x, domain)`` has a teacher's output (density, feature taps) for the whole
+    batch in batch order; ``domain[i]`` indexes ``nets``. All nets must share an architecture.
+    """
+
+    def __init__(self, nets: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+
+    def forward_features(self, x: torch.Tensor, domain: torch.Tensor
+                         ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if domain.shape != (x.shape[0],):
+            raise ValueError(f"domain must hold one index per sample ({x.shape[0]}), "
+                             f"got shape {tuple(domain.shape)}")
+        density: torch.Tensor | None = None
+        feats: list[torch.Tensor] = []
+        for d in torch.unique(domain).tolist():
+            if not 0 <= d < len(self.nets):
+                raise ValueError(f"domain {d} has no teacher ({len(self.nets)} teachers)")
+            idx = (domain == d).nonzero().squeeze(1).to(x.device)
+            dens_d, feats_d = self.nets[d].forward_features(x.index_select(0, idx))
+            if density is None:
+                density = dens_d.new_zeros((x.shape[0], *dens_d.shape[1:]))
+                feats = [f.new_zeros((x.shape[0], *f.shape[1:])) for f in feats_d]
+            density.index_copy_(0, idx, dens_d)
+            for out, f in zip(feats, feats_d):
+                out.index_copy_(0, idx, f)
+        assert density is not None
+        return density, feats
+
+
 class SKTTask(_Task):
-    """Structured knowledge transfer from a frozen teacher to a student with adapters."""
+    """Structured knowledge transfer from a frozen teacher to a student with adapters.
+
+    ``teachers`` (instead of ``teacher``): one teacher file per domain; :meth:`forward` then
+    takes each sample's ``domain`` index and routes it to that teacher (:class:`RoutedTeacher`).
+    """
 
     def __init__(self, arch: str = "csrnet_1_4", teacher: str | None = None,
                  teacher_arch: str = "csrnet", lambda_fsp: float = 0.5, lambda_cos: float = 0.5,
-                 init: str | None = None, target_scale: float = 1.0) -> None:
+                 init: str | None = None, target_scale: float = 1.0,
+                 teachers: Sequence[str] | None = None) -> None:
         super().__init__()
         self.arch = arch
         self.target_scale = target_scale
@@ -195,15 +242,33 @@ class SKTTask(_Task):
         if init:
             load_weights_into(student, init, target_scale)
         self.student = SKTStudent(student).to(memory_format=torch.channels_last)
-        t = build(teacher_arch)
-        if teacher:
-            load_weights_into(t, teacher)
+        if teacher and teachers:
+            raise ValueError("give teacher or teachers, not both")
+        #: True when samples are routed to per-domain teachers (forward needs ``domain``)
+        self.routed = bool(teachers)
+        if teachers:
+            nets = []
+            for f in teachers:
+                t = build(teacher_arch)
+                load_weights_into(t, f)
+                nets.append(_frozen(t))
+            self.teacher: nn.Module = RoutedTeacher(nets).eval()
         else:
-            log.warning("SKT teacher has no weights (random init): only useful for tests")
-        for p in t.parameters():
-            p.requires_grad_(False)
-        self.teacher = t.eval().to(memory_format=torch.channels_last)
+            t = build(teacher_arch)
+            if teacher:
+                load_weights_into(t, teacher)
+            else:
+                log.warning("SKT teacher has no weights (random init): only useful for tests")
+            self.teacher = _frozen(t)
         self.loss = SKTLoss(lambda_fsp, lambda_cos)
+
+    def _teach(self, x: torch.Tensor, domain: torch.Tensor | None):
+        if self.routed:
+            if domain is None:
+                raise ValueError("this SKT task routes samples to per-domain teachers: "
+                                 "forward needs each sample's domain")
+            return self.teacher.forward_features(x, domain)
+        return self.teacher.forward_features(x)
 
     def train(self, mode: bool = True) -> SKTTask:
         super().train(mode)
@@ -214,13 +279,15 @@ class SKTTask(_Task):
         return self.student.parameters()
 
     @torch.no_grad()
-    def fit_adapters(self, batches: Sequence[torch.Tensor]) -> None:
+    def fit_adapters(self, batches: Sequence[torch.Tensor],
+                     domains: Sequence[torch.Tensor] | None = None) -> None:
         """Least-squares adapter initialisation from some batches of training images (see
-        :meth:`training.skt.SKTStudent.fit_adapters`)."""
+        :meth:`training.skt.SKTStudent.fit_adapters`); ``domains``: each batch's sample domains
+        (routed teachers)."""
         pairs = []
-        for images in batches:
+        for i, images in enumerate(batches):
             x = self.norm(images)
-            _, t_feats = self.teacher.forward_features(x)
+            _, t_feats = self._teach(x, domains[i] if domains is not None else None)
             _, s_feats = self.student.student.forward_features(x)
             pairs.append(([f.cpu() for f in s_feats], [f.cpu() for f in t_feats]))
         self.student.fit_adapters(pairs)
@@ -228,10 +295,11 @@ class SKTTask(_Task):
     def deploy_net(self) -> nn.Module:
         return self.student.student
 
-    def forward(self, images: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, target: torch.Tensor,
+                domain: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         x = self.norm(images)
         with torch.no_grad():
-            t_density, t_feats = self.teacher.forward_features(x)
+            t_density, t_feats = self._teach(x, domain)
         s_density, s_feats = self.student(x)
         # the teacher file gives true densities; the student learns target_scale x density
         s = self.target_scale

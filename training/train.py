@@ -290,9 +290,12 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     if cfg.task.kind == "skt" and (cfg.task.lambda_count or cfg.task.count_half):
         raise ConfigError("task.lambda_count / task.count_half apply to kind teacher and "
                           "student, not skt", key="task.lambda_count")
-    if cfg.task.kind == "skt" and not cfg.task.teacher:
+    if cfg.task.kind == "skt" and not (cfg.task.teacher or cfg.task.teachers):
         raise ConfigError("task.teacher is required for kind=skt (a trained teacher file)",
                           key="task.teacher")
+    if cfg.task.teachers and (cfg.task.kind != "skt" or cfg.task.teacher):
+        raise ConfigError("task.teachers (one teacher per dataset) is for kind=skt, instead of "
+                          "task.teacher", key="task.teachers")
     rt = Runtime(cfg)
     out = Path(cfg.run.out_dir)
     seed_everything(cfg.run.seed + rt.rank)
@@ -309,18 +312,21 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
                  rule.key)
     c = cfg.data.crop
     policy = CropPolicy(c.mode, tuple(c.ratio), c.crop_size, tuple(c.scale), c.flip, c.replicate,
-                        c.scale_dist)
+                        c.scale_dist, c.upscale)
+    stride = 8
+    train_ds = TrainCrops(train_items, rule, cache, policy, stride=stride, seed=cfg.run.seed,
+                          in_memory=cfg.data.in_memory)
     task_kw: dict[str, Any] = {"arch": cfg.task.arch, "init": cfg.task.init,
                                "target_scale": cfg.data.target_scale}
     if cfg.task.kind == "skt":
         task_kw.update(teacher=cfg.task.teacher, teacher_arch=cfg.task.teacher_arch,
                        lambda_fsp=cfg.task.lambda_fsp, lambda_cos=cfg.task.lambda_cos)
+        if cfg.task.teachers:
+            task_kw.update(teacher=None, teachers=_teacher_per_domain(cfg, train_ds.domains))
     elif cfg.task.lambda_count:
         task_kw.update(lambda_count=cfg.task.lambda_count, count_half=cfg.task.count_half)
     task = build_task(cfg.task.kind, **task_kw).to(rt.device)
-    stride = 8
-    train_ds = TrainCrops(train_items, rule, cache, policy, stride=stride, seed=cfg.run.seed,
-                          in_memory=cfg.data.in_memory)
+    routed = bool(getattr(task, "routed", False))
     if c.mode == "ratio" and cfg.run.batch_size != 1:
         raise UserError("data.crop.mode=ratio gives variable-size crops: run.batch_size must be 1")
     sampler = ResumableSampler(len(train_ds), cfg.run.seed, rt.rank, rt.world)
@@ -401,13 +407,14 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
             progress = tqdm(total=iters_per_epoch, initial=step, desc=f"epoch {epoch}",
                             mininterval=30, file=sys.stderr, dynamic_ncols=False, ncols=100)
         t_it = time.monotonic()
-        for x, y, _count in loader:
+        for x, y, _count, domain in loader:
             f = lr_factor(cfg, global_it, iters_per_epoch, train_minutes())
             for g in optimizer.param_groups:
                 g["lr"] = cfg.optim.lr * f
             x, y = x.to(rt.device, non_blocking=True), y.to(rt.device, non_blocking=True)
+            kw = {"domain": domain.to(rt.device)} if routed else {}
             with rt.autocast():
-                losses = model(x, y)
+                losses = model(x, y, **kw)
             optimizer.zero_grad(set_to_none=True)
             rt.scaler.scale(losses["total"]).backward()
             if cfg.optim.grad_clip:
@@ -489,6 +496,21 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
             "train_minutes": train_minutes()}
 
 
+def _teacher_per_domain(cfg: TrainConfig, domains: list[str]) -> list[str]:
+    """``task.teachers`` in the order of the training crops' domains; ConfigError naming the
+    dataset without a teacher (or a teacher for a dataset not trained on)."""
+    teachers = cfg.task.teachers or {}
+    missing = [d for d in domains if d not in teachers]
+    if missing:
+        raise ConfigError(f"no teacher for dataset {missing[0]!r} (training images come from "
+                          f"{', '.join(domains)})", key="task.teachers")
+    unused = sorted(set(teachers) - set(domains))
+    if unused:
+        raise ConfigError(f"teacher given for {unused[0]!r}, which is not trained on (training "
+                          f"images come from {', '.join(domains)})", key="task.teachers")
+    return [teachers[d] for d in domains]
+
+
 def _fit_adapters(task: nn.Module, ds: TrainCrops, cfg: TrainConfig,
                   device: torch.device) -> None:
     """``task.adapter_init=lstsq``: fit the adapters on fixed training crops (the same on every
@@ -496,11 +518,14 @@ def _fit_adapters(task: nn.Module, ds: TrainCrops, cfg: TrainConfig,
     n = cfg.task.adapter_fit_batches * cfg.run.batch_size
     idx = np.random.default_rng(cfg.run.seed).permutation(len(ds))[:n]
     ds.set_epoch(0)
-    crops = [ds[int(i)][0] for i in idx]
+    samples = [ds[int(i)] for i in idx]
     bs = cfg.run.batch_size
-    batches = [torch.stack(crops[i:i + bs]).to(device) for i in range(0, len(crops), bs)]
-    task.fit_adapters(batches)
-    log.info("adapters fitted to the teacher's features on %d crops (least squares)", len(crops))
+    batches = [torch.stack([s[0] for s in samples[i:i + bs]]).to(device)
+               for i in range(0, len(samples), bs)]
+    domains = [torch.tensor([s[3] for s in samples[i:i + bs]], device=device)
+               for i in range(0, len(samples), bs)]
+    task.fit_adapters(batches, domains if getattr(task, "routed", False) else None)
+    log.info("adapters fitted to the teacher's features on %d crops (least squares)", len(samples))
 
 
 def _update_best(out: Path, cfg: TrainConfig, task: nn.Module, m: dict[str, Any],

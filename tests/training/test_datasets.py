@@ -139,6 +139,35 @@ def test_log_scale_draws_shrink_as_often_as_they_enlarge(tmp_path):
     assert abs(np.median(np.log(draws["log"]))) < 0.05
 
 
+def test_cubic_upscale_enlarges_windows_bicubically(tmp_path):
+    """``upscale="cubic"``: an enlarged window (s > 1) is resized as cv2's bicubic would resize
+    the frame; shrunk windows stay area-averaged; the target is the same either way."""
+    import cv2
+
+    root = _sht(tmp_path, n=1)
+    items = load_items("shanghaitech", root, "part_B/train_data")
+    cache = DensityCache(tmp_path / "cache")
+    crops = {}
+    for up in ("linear", "cubic"):
+        ds = TrainCrops(items, SHB_RULE, cache, CropPolicy("fixed", crop_size=32, scale=(2.0, 2.0),
+                                                          flip=0.0, upscale=up), seed=3)
+        rng = np.random.default_rng([3, 0, 0, 1])  # the rng of the dataset's first call
+        win = 16
+        img, _dens = ds.store.get(0)
+        h, w = img.shape[:2]
+        assert ds.draw_scale(rng) == 2.0
+        dx, dy = int(rng.integers(0, w - win + 1)), int(rng.integers(0, h - win + 1))
+        x, y, _, _ = ds[0]
+        interp = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}[up]
+        want = cv2.resize(img[dy:dy + win, dx:dx + win], (32, 32), interpolation=interp)
+        np.testing.assert_array_equal(x.numpy().transpose(1, 2, 0), want)
+        crops[up] = (x, y)
+    assert not torch.equal(crops["linear"][0], crops["cubic"][0])
+    torch.testing.assert_close(crops["linear"][1], crops["cubic"][1])
+    with pytest.raises(ValueError, match="upscale"):
+        TrainCrops(items, SHB_RULE, cache, CropPolicy("fixed", upscale="nearest"))
+
+
 def test_train_crops_and_eval_images(tmp_path):
     root = _sht(tmp_path, n=2)
     items = load_items("shanghaitech", root, "part_B/train_data")
@@ -146,10 +175,11 @@ def test_train_crops_and_eval_images(tmp_path):
     ds = TrainCrops(items, SHB_RULE, cache, CropPolicy("fixed", crop_size=32, scale=(0.5, 1.0),
                                                       replicate=2), seed=1)
     assert len(ds) == 4
-    x, y, c = ds[1]
+    x, y, c, domain = ds[1]
     assert x.dtype == torch.uint8 and x.shape == (3, 32, 32) and y.shape == (1, 4, 4)
+    assert ds.domains == ["shanghaitech/part_B"] and domain == 0
     ds = TrainCrops(items, SHB_RULE, cache, CropPolicy("ratio"), seed=1)
-    x, y, _ = ds[0]
+    x, y, _, _ = ds[0]
     assert y.shape[1:] == (-(-x.shape[1] // 8), -(-x.shape[2] // 8))
     ev = EvalImages(items, SHB_RULE, cache, max_side=None)
     x, y, count = ev[1]

@@ -112,3 +112,70 @@ def test_count_loss_trains_and_logs_and_is_refused_for_skt(tmp_path):
     assert head.endswith(",count") and rows and all(r.split(",")[-1] for r in rows)
     with pytest.raises(ConfigError, match="lambda_count"):
         train(_cfg(tmp_path / "skt", "task.kind=skt", "task.lambda_count=1"))
+
+
+def test_routed_teacher_sends_each_sample_to_its_domains_teacher():
+    """Per-domain SKT: sample i is taught by ``nets[domain[i]]``, outputs in batch order."""
+    from training.tasks import RoutedTeacher
+
+    torch.manual_seed(0)
+    nets = [CSRNet().eval(), CSRNet().eval()]
+    routed = RoutedTeacher(nets)
+    x = torch.rand(3, 3, 32, 32)
+    domain = torch.tensor([1, 0, 1])
+    with torch.no_grad():
+        dens, feats = routed.forward_features(x, domain)
+        for i, d in enumerate(domain.tolist()):
+            want_d, want_f = nets[d].forward_features(x[i:i + 1])
+            torch.testing.assert_close(dens[i:i + 1], want_d)
+            assert len(feats) == len(want_f)
+            for got, want in zip(feats, want_f):
+                torch.testing.assert_close(got[i:i + 1], want)
+    with pytest.raises(ValueError, match="domain 2"):
+        routed.forward_features(x, torch.tensor([0, 2, 1]))
+    with pytest.raises(ValueError, match="one index per sample"):
+        routed.forward_features(x, torch.tensor([0, 1]))
+
+
+def test_skt_with_a_teacher_per_dataset_trains_and_checks_its_keys(tmp_path):
+    """task.teachers: A crops go to A's teacher, B crops to B's; a dataset without a teacher
+    (or a teacher for a dataset not trained on) is a ConfigError naming task.teachers; the
+    teachers' weights stay out of the checkpoint, and the run resumes."""
+    from streamcount.models.card import ModelCard
+    from streamcount.models.weights import save_model
+    from tests.training.synth import make_shanghaitech
+    from tests.training.test_train import PTS, _cfg
+    from training.checkpointing import load_checkpoint
+    from training.tasks import SKTTask
+
+    torch.manual_seed(0)
+    files = {}
+    for part in ("A", "B"):
+        files[part] = tmp_path / f"teacher_{part}.safetensors"
+        save_model(files[part], CSRNet(), ModelCard.for_arch("csrnet", f"t{part}"))
+    make_shanghaitech(tmp_path / "data", split="part_A/train_data", n=5, pts=PTS, h=64, w=80)
+    both = ["data.train_split=part_A/train_data+part_B/train_data", "data.rule=adaptive",
+            "task.kind=skt", "data.crop.upscale=cubic", "data.crop.scale=[0.5, 2.0]"]
+    a, b = "shanghaitech/part_A", "shanghaitech/part_B"
+    with pytest.raises(ConfigError, match="task.teachers.*part_B"):
+        train(_cfg(tmp_path, *both, f"task.teachers={{{a}: {files['A']}}}"))
+    with pytest.raises(ConfigError, match="task.teachers.*part_C"):
+        train(_cfg(tmp_path, *both, f"task.teachers={{{a}: {files['A']}, {b}: {files['B']}, "
+                                    f"shanghaitech/part_C: {files['B']}}}"))
+    with pytest.raises(ConfigError, match="task.teachers"):
+        train(_cfg(tmp_path, *both, f"task.teacher={files['A']}",
+                   f"task.teachers={{{a}: {files['A']}, {b}: {files['B']}}}"))
+    teachers = f"task.teachers={{{a}: {files['A']}, {b}: {files['B']}}}"
+    s = train(_cfg(tmp_path, *both, teachers, "task.adapter_init=lstsq"))
+    assert s["global_it"] == 2
+    ck = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert not [k for k in ck["model"] if k.startswith("teacher")]
+    s = train(_cfg(tmp_path, *both, teachers, "run.max_iters=1"))
+    assert s["global_it"] == 3
+    # the task's forward needs the domains when routed
+    task = SKTTask(teachers=[str(files["A"]), str(files["B"])])
+    x = torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)
+    y = torch.rand(2, 1, 4, 4)
+    with pytest.raises(ValueError, match="domain"):
+        task(x, y)
+    assert torch.isfinite(task(x, y, domain=torch.tensor([0, 1]))["total"])

@@ -10,7 +10,9 @@ Two crop policies:
   ``crop_size`` (area interpolation), target = cubic resize of the window's density to
   ``crop_size / 8`` scaled by the area ratio (sum preserved). Fixed sizes, so any batch size.
 
-Samples are ``(image uint8 3 x H x W RGB tensor, target float32 1 x h x w tensor, count)``.
+Training samples are ``(image uint8 3 x H x W RGB tensor, target float32 1 x h x w tensor, count,
+domain)``, ``domain`` the index of the image's dataset in :attr:`TrainCrops.domains` (routes a
+crop to its dataset's teacher in SKT); evaluation samples have no domain.
 Normalisation (ImageNet mean/std) happens in the task, from the architecture's registry entry.
 """
 
@@ -46,6 +48,12 @@ class CropPolicy:
     #: how ``scale`` is drawn: "uniform" in s, or "log" (uniform in log s: as many crops
     #: shrink people by a factor k as enlarge them by k, so the mean head size is native)
     scale_dist: str = "uniform"
+    #: how a window is enlarged to ``crop_size`` (s > 1): "linear" or "cubic" (as a frame is
+    #: upscaled by cv2.resize's bicubic default, e.g. in the scale test)
+    upscale: str = "linear"
+
+
+_UPSCALE = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 
 
 class _Store:
@@ -87,6 +95,11 @@ class TrainCrops(Dataset):
                  in_memory: bool = True) -> None:
         self.store = _Store(items, rule, cache, preload, in_memory)
         self.policy = policy
+        if policy.upscale not in _UPSCALE:
+            raise ValueError(f"unknown upscale {policy.upscale!r} (choose from {sorted(_UPSCALE)})")
+        #: the datasets of the items, sorted; a sample's ``domain`` indexes this list
+        self.domains: list[str] = sorted({it.dataset for it in self.store.items})
+        self._domain = [self.domains.index(it.dataset) for it in self.store.items]
         self.stride = stride
         self.seed = seed
         self.epoch = 0
@@ -118,7 +131,7 @@ class TrainCrops(Dataset):
             tgt = tgt[:, ::-1]
         x = torch.from_numpy(np.ascontiguousarray(img_c.transpose(2, 0, 1)))
         y = torch.from_numpy(np.ascontiguousarray(tgt))[None]
-        return x, y, float(tgt.sum())
+        return x, y, float(tgt.sum()), self._domain[i]
 
     def _ratio_crop(self, img: np.ndarray, dens: np.ndarray, rng: np.random.Generator):
         h, w = img.shape[:2]
@@ -149,7 +162,7 @@ class TrainCrops(Dataset):
         img_w = img[dy:dy + win, dx:dx + win]
         dens_w = dens[dy:dy + win, dx:dx + win]
         if win != c:
-            interp = cv2.INTER_AREA if win > c else cv2.INTER_LINEAR
+            interp = cv2.INTER_AREA if win > c else _UPSCALE[self.policy.upscale]
             img_w = cv2.resize(img_w, (c, c), interpolation=interp)
         t = math.ceil(c / self.stride)
         tgt = resize_density(dens_w, (t, t))
