@@ -1,5 +1,6 @@
-"""Combine a sparse-scene and a dense-scene student into one ``csrnet_1_4_dual`` model
-(:mod:`streamcount.models.dual`: switched per frame by the dense student's mean density).
+"""Combine a sparse-scene and a dense-scene model into one dual model
+(:mod:`streamcount.models.dual`: switched per frame by the dense model's mean density): two
+1/4-CSRNet students make a ``csrnet_1_4_dual``, two CSRNet teachers a ``csrnet_dual``.
 
 ``python -m training.combine --sparse REF --dense REF --data ROOT --out FILE
 [--holdout CKPT ...] [--name default] [--metrics RESULT.json ...]``
@@ -44,6 +45,19 @@ LO_GRID = tuple(float(v) for v in np.geomspace(0.003, 0.5, 30))
 RATIOS = (1.25, 1.5, 2.0, 3.0, 5.0)
 
 
+#: the dual architecture for a pair of member architectures, and its DualDensity ratio
+DUAL_ARCHS = {"csrnet_1_4": ("csrnet_1_4_dual", 4), "csrnet": ("csrnet_dual", 1)}
+
+
+def dual_arch(sparse_arch: str, dense_arch: str) -> tuple[str, int]:
+    """(dual architecture, channel divisor) for two member architectures, which must match."""
+    if sparse_arch != dense_arch or sparse_arch not in DUAL_ARCHS:
+        raise UserError(
+            f"--sparse is {sparse_arch}, --dense is {dense_arch}: a dual model pairs two of one "
+            f"architecture ({' or '.join(DUAL_ARCHS)})")
+    return DUAL_ARCHS[sparse_arch]
+
+
 def holdout_items(checkpoint: str, data: str, dataset: str = "shanghaitech") -> list:
     """The validation images recorded in a training checkpoint."""
     from training.train import held_out_items
@@ -63,9 +77,11 @@ def group_by_dataset(items: list) -> dict[str, list]:
     return {d: [g[k] for k in sorted(g)] for d, g in sorted(groups.items())}
 
 
-def density_maps(ref: str, items: list, max_side: int | None) -> list[np.ndarray]:
-    """fp32 density maps of a model on images, through streamcount's inference path."""
-    net, card, _ = load_any(ref)
+def density_maps(model: str | tuple[torch.nn.Module, ModelCard], items: list,
+                 max_side: int | None) -> list[np.ndarray]:
+    """fp32 density maps of a model (a reference, or a loaded (net, card)) on images, through
+    streamcount's inference path."""
+    net, card = model if isinstance(model, tuple) else load_any(model)[:2]
     backend = TorchBackend(net, card)
     out = []
     for it in items:
@@ -108,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.combine",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--sparse", required=True,
-                    help="sparse-scene student: model name, weight file or checkpoint (.pt)")
+                    help="sparse-scene model: model name, weight file or checkpoint (.pt)")
     ap.add_argument("--dense", required=True,
-                    help="dense-scene student: model name, weight file or checkpoint (.pt)")
+                    help="dense-scene model: model name, weight file or checkpoint (.pt)")
     ap.add_argument("--holdout", nargs="*", default=None,
                     help="training checkpoints whose validation hold-outs fit the blend "
                          "(default: the .pt files among --sparse and --dense)")
@@ -122,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
+        s_net, s_card, _ = load_any(args.sparse)
+        d_net, d_card, _ = load_any(args.dense)
+        arch, ratio = dual_arch(s_card.arch, d_card.arch)
         ckpts = args.holdout if args.holdout is not None else [
             r for r in (args.sparse, args.dense) if r.endswith(".pt")]
         if not ckpts:
@@ -132,31 +151,29 @@ def main(argv: list[str] | None = None) -> int:
         sets = []
         for items in groups.values():
             truth = np.asarray([it.count for it in items], dtype=np.float64)
-            sets.append((density_maps(args.sparse, items, args.max_side),
-                         density_maps(args.dense, items, args.max_side), truth))
+            sets.append((density_maps((s_net, s_card), items, args.max_side),
+                         density_maps((d_net, d_card), items, args.max_side), truth))
         names = [f"{len(v)} held-out {k} train images" for k, v in groups.items()]
         lo, hi, table = fit_thresholds(sets)
         best = min(table, key=lambda row: row["score"])
         log.info("fitted lo %.4f hi %.4f: hold-out MAE %s", lo, hi,
                  ", ".join(f"{m:.2f}" for m in best["mae"]))
-        model = DualDensity()
-        s_net, s_card, _ = load_any(args.sparse)
-        d_net, d_card, _ = load_any(args.dense)
+        model = DualDensity(ratio)
         model.sparse.load_state_dict(s_net.state_dict())
         model.dense.load_state_dict(d_net.state_dict())
         model.lo.fill_(lo)
         model.hi.fill_(hi)
         metrics = [metric_from_result(json.loads(Path(m).read_text())) for m in args.metrics]
         card = ModelCard.for_arch(
-            "csrnet_1_4_dual", args.name,
+            arch, args.name,
             training_data=f"sparse student: {s_card.training_data or s_card.name}; dense "
                           f"student: {d_card.training_data or d_card.name}",
-            recipe=f"two 1/4-CSRNet students, sparse {Path(args.sparse).name} and dense "
-                   f"{Path(args.dense).name}, switched per frame by the dense student's mean density; lo/hi fitted by "
-                   f"training.combine on {' and '.join(names)}",
+            recipe=f"two {s_card.arch} models, sparse {Path(args.sparse).name} and dense "
+                   f"{Path(args.dense).name}, switched per frame by the dense model's mean "
+                   f"density; lo/hi fitted by training.combine on {' and '.join(names)}",
             licence=DEFAULT_LICENCE, source="training.combine", metrics=tuple(metrics),
             extra={"sparse": Path(args.sparse).name, "dense": Path(args.dense).name,
-                   "lo": lo, "hi": hi, "gate": "frame mean of the dense student's map",
+                   "lo": lo, "hi": hi, "gate": "frame mean of the dense model's map",
                    "holdout_mae": dict(zip(groups, best["mae"], strict=True)),
                    "holdout_score": best["score"]})
         save_model(args.out, model.eval(), card)

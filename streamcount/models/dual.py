@@ -1,5 +1,5 @@
-"""One density model for sparse and dense scenes: two 1/4-CSRNet students, switched by how
-crowded the frame is.
+"""One density model for sparse and dense scenes: two density networks, switched by how crowded
+the frame is.
 
 Operators do not know ShanghaiTech A from B. A student trained on sparse street scenes (SHB)
 counts sparse and moderate crowds well and misses packed ones (on dense crowds it sees texture,
@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from streamcount.models.csrnet import CSRNetStudent
+from streamcount.models.csrnet import CSRNet, CSRNetStudent
 
 
 def blend_weight(dense: torch.Tensor, lo: torch.Tensor | float,
@@ -40,14 +40,17 @@ def blend_weight(dense: torch.Tensor, lo: torch.Tensor | float,
 
 
 class DualDensity(nn.Module):
-    """Sparse- and dense-scene 1/4-CSRNet students switched per frame (see module doc)."""
+    """Sparse- and dense-scene CSRNets switched per frame (see module doc).
+
+    ``ratio`` is the channel divisor of both networks: 4 for 1/4-CSRNet students, 1 for full
+    CSRNet teachers."""
 
     OUTPUT_STRIDE = 8
 
     def __init__(self, ratio: int = 4) -> None:
         super().__init__()
-        self.sparse = CSRNetStudent(ratio)
-        self.dense = CSRNetStudent(ratio)
+        self.sparse: nn.Module = CSRNet() if ratio == 1 else CSRNetStudent(ratio)
+        self.dense: nn.Module = CSRNet() if ratio == 1 else CSRNetStudent(ratio)
         # people per output cell (8x8 input pixels), frame mean; replaced by the fit
         self.register_buffer("lo", torch.tensor(0.01))
         self.register_buffer("hi", torch.tensor(0.03))

@@ -82,6 +82,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {
              "1/5-CSRNet SKT student, 0.65 M params"),
         _rgb("csrnet_1_4_dual", _lazy("streamcount.models.dual:DualDensity"),
              "sparse + dense 1/4-CSRNet SKT students blended by local density, 2.04 M params"),
+        _rgb("csrnet_dual", _lazy("streamcount.models.dual:DualDensity", 1),
+             "sparse + dense CSRNet teachers blended by frame density, 32.53 M params"),
         _rgb("bl_vgg19", _lazy("streamcount.models.bl:BLVGG19", 1),
              "Bayesian-Loss VGG-19 teacher, 21.50 M params"),
         _rgb("bl_vgg19_1_4", _lazy("streamcount.models.bl:BLVGG19", 4),

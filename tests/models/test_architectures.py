@@ -70,6 +70,7 @@ def test_mcnn_keys_match_the_published_h5_without_prefix() -> None:
     ("csrnet", 16_263_489), ("csrnet_1_2", 4_067_489), ("csrnet_1_3", 1_812_326),
     ("csrnet_1_4", 1_017_681), ("csrnet_1_5", 647_489),
     ("bl_vgg19", 21_499_457), ("bl_vgg19_1_4", 1_345_169), ("mcnn", 127_953),
+    ("csrnet_1_4_dual", 2 * 1_017_681), ("csrnet_dual", 2 * 16_263_489),
 ])
 def test_param_counts(arch: str, params: int) -> None:
     with torch.device("meta"):

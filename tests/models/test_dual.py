@@ -1,4 +1,4 @@
-"""csrnet_1_4_dual: two students switched per frame by the dense student's mean density, in the
+"""csrnet_1_4_dual / csrnet_dual: two students (or two CSRNet teachers) switched per frame by the dense student's mean density, in the
 graph every backend runs."""
 
 from __future__ import annotations
@@ -80,3 +80,18 @@ def test_onnx_runtime_runs_the_blend_like_torch(tmp_path) -> None:
     assert np.allclose(factory.create_backend("openvino", p).infer(frames), ref, rtol=1e-3,
                        atol=1e-5 * float(np.abs(ref).max()))
     assert np.allclose(got, ref, rtol=1e-3, atol=1e-5 * float(np.abs(ref).max()))
+
+
+def test_csrnet_dual_pairs_two_teachers_whose_weights_load_as_they_are() -> None:
+    """csrnet_dual holds two full CSRNets: each member takes an imported CSRNet state dict
+    unchanged (the layout of csrnet_sha and the SHB teacher)."""
+    from streamcount.models.csrnet import CSRNet
+
+    with torch.device("meta"):
+        m = build("csrnet_dual")
+    assert isinstance(m, DualDensity)
+    assert isinstance(m.sparse, CSRNet) and isinstance(m.dense, CSRNet)
+    assert list(m.sparse.state_dict()) == list(CSRNet().state_dict())
+    assert sorted(m.state_dict()) == sorted(
+        [f"sparse.{k}" for k in CSRNet().state_dict()] + [f"dense.{k}" for k in
+                                                          CSRNet().state_dict()] + ["lo", "hi"])

@@ -87,4 +87,22 @@ def test_combine_bad_input_is_one_line_and_exit_2(tmp_path, capsys) -> None:
                          "--out", str(tmp_path / "o.safetensors")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--holdout" in err[0]
+    # a teacher and a student cannot be paired: one line naming both architectures
+    from streamcount.models.card import ModelCard
+    from streamcount.models.registry import build
+    from streamcount.models.weights import save_model
+
+    teacher = tmp_path / "teacher.safetensors"
+    save_model(teacher, build("csrnet").eval(), ModelCard.for_arch("csrnet", "t"))
+    assert combine.main(["--sparse", str(teacher), "--dense", "default", "--data", str(tmp_path),
+                         "--out", str(tmp_path / "o.safetensors")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "csrnet_1_4" in err[0] and "--sparse is csrnet" in err[0]
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_dual_arch_for_students_and_for_teachers() -> None:
+    assert combine.dual_arch("csrnet_1_4", "csrnet_1_4") == ("csrnet_1_4_dual", 4)
+    assert combine.dual_arch("csrnet", "csrnet") == ("csrnet_dual", 1)
+    with pytest.raises(combine.UserError, match="mcnn"):
+        combine.dual_arch("mcnn", "mcnn")
