@@ -17,6 +17,11 @@ the next. ``lo`` and ``hi`` are buffers stored with the weights; :mod:`training.
 them on held-out training images of both kinds (never on a test split). The rule is part of the
 graph, so every backend (ONNX Runtime, OpenVINO, int8, TensorRT) runs it unchanged.
 
+Two architectures use it: ``csrnet_1_4_dual`` (two 1/4-CSRNet students, 2.04 M parameters) and
+``csrnet_dual`` (two full CSRNets, 32.53 M: the model ``accurate``, the SHB teacher for sparse
+frames and the imported ShanghaiTech A CSRNet for dense ones, about 11x the default's cost per
+frame with OpenVINO int8 on a CPU).
+
 Why the frame and the dense student: with ``shb_student_kd`` and ``ab_student_gt`` on 40 SHA
 and 40 SHB held-out train images, gating cell by cell on the sparse student's map (the first
 design) scored worst, because that student sees almost nothing in a packed crowd; gating on the
