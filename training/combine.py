@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         s_net, s_card, _ = load_any(args.sparse)
         d_net, d_card, _ = load_any(args.dense)
-        arch, ratio = dual_arch(s_card.arch, d_card.arch)
+        arch, _ = dual_arch(s_card.arch, d_card.arch)
         ckpts = args.holdout if args.holdout is not None else [
             r for r in (args.sparse, args.dense) if r.endswith(".pt")]
         if not ckpts:
@@ -172,11 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         best = min(table, key=lambda row: row["score"])
         log.info("fitted lo %.4f hi %.4f: hold-out MAE %s", lo, hi,
                  ", ".join(f"{m:.2f}" for m in best["mae"]))
-        model = DualDensity(ratio)
-        model.sparse.load_state_dict(s_net.state_dict())
-        model.dense.load_state_dict(d_net.state_dict())
-        model.lo.fill_(lo)
-        model.hi.fill_(hi)
+        model = DualDensity.of(s_net, d_net, lo, hi)
         metrics = [metric_from_result(json.loads(Path(m).read_text())) for m in args.metrics]
         card = ModelCard.for_arch(
             arch, args.name,

@@ -104,8 +104,6 @@ def build_accurate(name: str = "accurate", cache: Path | None = None,
     The weights are the two teachers' as they are (float32) and the thresholds those of
     ``card_file``; the stored card's sha256 is recomputed, so it equals the recorded one exactly
     when both teachers are the ones it was fitted with (a warning says so otherwise)."""
-    import torch
-
     from streamcount.models.card import ModelCard
     from streamcount.models.dual import DualDensity
     from streamcount.models.weights import load_model, save_model
@@ -128,16 +126,12 @@ def build_accurate(name: str = "accurate", cache: Path | None = None,
         raise UserError(f"{shb_teacher}: the SHB teacher is missing (a repository file)")
     sparse, s_card = load_model(shb_teacher)
     dense, d_card = load_model(fetch_teacher(DEFAULT_NAME, cache, dest_dir=dest_dir))
-    if s_card.arch != "csrnet" or d_card.arch != "csrnet":
-        raise UserError(f"{shb_teacher}: the members of accurate must be csrnet models")
-    model = DualDensity(1)
-    model.sparse.load_state_dict(sparse.state_dict())
-    model.dense.load_state_dict(dense.state_dict())
-    with torch.no_grad():
-        model.lo.fill_(float(card.extra["lo"]))
-        model.hi.fill_(float(card.extra["hi"]))
+    for what, c in ((shb_teacher, s_card), (DEFAULT_NAME, d_card)):
+        if c.arch != "csrnet":
+            raise UserError(f"{what}: is {c.arch}; the members of accurate are csrnet models")
+    model = DualDensity.of(sparse, dense, card.extra["lo"], card.extra["hi"])
     recorded = card.sha256
-    saved = save_model(out, model.eval(), card.with_(name=name))
+    saved = save_model(out, model, card.with_(name=name))
     if recorded and saved.sha256 != recorded:
         log.warning("%s: weights differ from those the card's figures were measured with "
                     "(sha256 %s..., recorded %s...)", out, saved.sha256[:12], recorded[:12])

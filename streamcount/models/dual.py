@@ -60,6 +60,25 @@ class DualDensity(nn.Module):
         self.register_buffer("lo", torch.tensor(0.01))
         self.register_buffer("hi", torch.tensor(0.03))
 
+    @classmethod
+    def of(cls, sparse: nn.Module, dense: nn.Module, lo: float, hi: float) -> DualDensity:
+        """A dual model holding copies of two loaded members' weights and the thresholds
+        ``lo``/``hi``; the members' architecture (student ratio or CSRNet) is taken from them."""
+        if isinstance(sparse, CSRNet):
+            ratio = 1
+        elif isinstance(sparse, CSRNetStudent):
+            ratio = sparse.ratio
+        else:
+            raise TypeError(f"a dual model pairs CSRNets or CSRNet students, not "
+                            f"{type(sparse).__name__}")
+        model = cls(ratio)
+        model.sparse.load_state_dict(sparse.state_dict())
+        model.dense.load_state_dict(dense.state_dict())
+        with torch.no_grad():
+            model.lo.fill_(float(lo))
+            model.hi.fill_(float(hi))
+        return model.eval()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ds = self.sparse(x)
         dd = self.dense(x)

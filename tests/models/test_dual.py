@@ -95,3 +95,16 @@ def test_csrnet_dual_pairs_two_teachers_whose_weights_load_as_they_are() -> None
     assert sorted(m.state_dict()) == sorted(
         [f"sparse.{k}" for k in CSRNet().state_dict()] + [f"dense.{k}" for k in
                                                           CSRNet().state_dict()] + ["lo", "hi"])
+
+
+def test_of_copies_two_loaded_members_and_the_thresholds() -> None:
+    torch.manual_seed(1)
+    a, b = build("csrnet_1_4").eval(), build("csrnet_1_4").eval()
+    m = DualDensity.of(a, b, 0.02, 0.05)
+    assert not m.training and isinstance(m.sparse, type(a))
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.equal(m.sparse(x), a(x)) and torch.equal(m.dense(x), b(x))
+    assert float(m.lo) == pytest.approx(0.02) and float(m.hi) == pytest.approx(0.05)
+    with pytest.raises(TypeError, match="MCNN"):
+        DualDensity.of(build("mcnn"), build("mcnn"), 0.0, 1.0)
