@@ -53,11 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         w, h = (int(v) for v in args.size.lower().split("x"))
         refs = [r for r in args.models.split(",") if r]
         kinds = [b for b in args.backends.split(",") if b]
-        backends = {}
-        for ref in refs:
-            net, card = load_model(resolve_model(ref))
-            for kind in kinds:
-                backends[(kind, ref)] = create_backend(kind, (net, card), threads=args.threads)
+        models = {ref: load_model(resolve_model(ref)) for ref in refs}  # all found first
+        backends = {(kind, ref): create_backend(kind, models[ref], threads=args.threads)
+                    for ref in refs for kind in kinds}
     except (UserError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
