@@ -82,7 +82,7 @@ def deploy_network(ck: dict[str, Any]) -> nn.Module:
 def save_checkpoint(path: Path, *, cfg: TrainConfig, task: nn.Module, epoch: int, step: int,
                     global_it: int, train_minutes: float = 0.0, optimizer=None, scaler=None,
                     metrics=None, history=None,
-                    split=None, best=None) -> None:
+                    split=None, best=None, ema=None) -> None:
     ckpt: dict[str, Any] = {
         "version": CHECKPOINT_VERSION,
         "config": cfg.model_dump(mode="json"),
@@ -103,6 +103,8 @@ def save_checkpoint(path: Path, *, cfg: TrainConfig, task: nn.Module, epoch: int
         ckpt["optimizer_compact"] = cfg.run.compact_checkpoint
     if scaler is not None and scaler.is_enabled():
         ckpt["scaler"] = scaler.state_dict()
+    if ema is not None:
+        ckpt["ema"] = ema  # WeightAverage.state_dict(): resumed runs continue the same average
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(ckpt, tmp)

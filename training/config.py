@@ -104,6 +104,10 @@ class OptimCfg(_Strict):
     #: schedule_minutes), so a cosine decay completes within a time budget (minutes are summed
     #: over resumed runs; this makes the schedule depend on machine speed)
     schedule_minutes: float | None = None
+    #: keep an exponential moving average of the weights (decay per iteration, e.g. 0.995 =
+    #: about the last 200 iterations); validation, best checkpoints and export then use the
+    #: average (see :mod:`training.ema`); None = off
+    ema_decay: float | None = Field(None, gt=0, lt=1)
 
 
 class RunCfg(_Strict):

@@ -33,6 +33,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from training.datasets import default_rule, load_items
 from training.datasets.common import AnnotatedImage
 from training.datasets.density import DensityCache, DensityRule
 from training.datasets.transforms import CropPolicy, EvalImages, TrainCrops
+from training.ema import WeightAverage
 from training.tasks import build_task
 
 log = logging.getLogger(__name__)
@@ -341,6 +343,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     params = (task.trainable_parameters() if hasattr(task, "trainable_parameters")
               else task.parameters())
     optimizer = make_optimizer(cfg, params)
+    ema = WeightAverage(task.deploy_net(), cfg.optim.ema_decay) if cfg.optim.ema_decay else None
     iters_per_epoch = sampler.per_rank // cfg.run.batch_size or 1
 
     epoch, step, global_it = 0, 0, 0
@@ -360,6 +363,11 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
                                   else opt_state)
         if "scaler" in ck:
             rt.scaler.load_state_dict(ck["scaler"])
+        if ema is not None:
+            if "ema" in ck:
+                ema.load_state_dict(ck["ema"])
+            else:  # averaging switched on for a run that had none: start from its weights
+                ema = WeightAverage(task.deploy_net(), cfg.optim.ema_decay)
         epoch, step, global_it = ck["epoch"], ck["step"], ck["global_it"]
         minutes_before = float(ck.get("train_minutes", 0.0))
         history, best = ck.get("history", []), ck.get("best", [])
@@ -395,7 +403,12 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
             save_checkpoint(out / "last.pt", cfg=cfg, task=task, epoch=epoch, step=step,
                             global_it=global_it, train_minutes=train_minutes(),
                             optimizer=optimizer, scaler=rt.scaler,
-                            history=history, split=split, best=best)
+                            history=history, split=split, best=best,
+                            ema=ema.state_dict() if ema is not None else None)
+
+    def averaged():
+        """Validation and best checkpoints see the weight average where there is one."""
+        return ema.swapped_in(task.deploy_net()) if ema is not None else nullcontext()
 
     progress = None
     task.train()
@@ -423,6 +436,8 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
                     [p for g in optimizer.param_groups for p in g["params"]], cfg.optim.grad_clip)
             rt.scaler.step(optimizer)
             rt.scaler.update()
+            if ema is not None:
+                ema.update(task.deploy_net())
             step += 1
             global_it += 1
             iters_this_run += 1
@@ -462,29 +477,32 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
         epoch += 1
         step = 0
         if val_loader is not None and (epoch % cfg.run.val_every == 0 or epoch == cfg.run.epochs):
-            m = evaluate_task(task, val_loader, rt.device)
-            m.update(epoch=epoch, global_it=global_it)
-            history.append(m)
-            val_log.write(m)
-            if tb:
-                tb.add_scalar("val/mae", m["mae"], global_it)
-                tb.add_scalar("val/rmse", m["rmse"], global_it)
-            log.info("epoch %d: val mae %.3f rmse %.3f", epoch, m["mae"], m["rmse"])
-            best = _update_best(out, cfg, task, m, best, epoch, global_it, split, train_minutes())
+            with averaged():
+                m = evaluate_task(task, val_loader, rt.device)
+                m.update(epoch=epoch, global_it=global_it)
+                history.append(m)
+                val_log.write(m)
+                if tb:
+                    tb.add_scalar("val/mae", m["mae"], global_it)
+                    tb.add_scalar("val/rmse", m["rmse"], global_it)
+                log.info("epoch %d: val mae %.3f rmse %.3f", epoch, m["mae"], m["rmse"])
+                best = _update_best(out, cfg, task, m, best, epoch, global_it, split,
+                                    train_minutes())
         save_last()
         last_ckpt = time.monotonic()
         rt.barrier()
     if stop_reason != "epochs":
         if stop_reason == "max_minutes" and val_loader is not None and step > 0:
             # the budget ends mid-epoch: validate the final (lowest-lr) weights too
-            m = evaluate_task(task, val_loader, rt.device)
-            m.update(epoch=epoch, global_it=global_it)
-            history.append(m)
-            val_log.write(m)
-            log.info("final (epoch %d step %d): val mae %.3f rmse %.3f", epoch, step, m["mae"],
-                     m["rmse"])
-            best = _update_best(out, cfg, task, m, best, epoch, global_it, split,
-                                train_minutes(), tag=f"s{step}")
+            with averaged():
+                m = evaluate_task(task, val_loader, rt.device)
+                m.update(epoch=epoch, global_it=global_it)
+                history.append(m)
+                val_log.write(m)
+                log.info("final (epoch %d step %d): val mae %.3f rmse %.3f", epoch, step,
+                         m["mae"], m["rmse"])
+                best = _update_best(out, cfg, task, m, best, epoch, global_it, split,
+                                    train_minutes(), tag=f"s{step}")
         save_last()
         if rt.main:
             log.info("stopped (%s) at epoch %d step %d; rerun the same command to resume",

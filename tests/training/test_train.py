@@ -213,3 +213,32 @@ def test_two_train_splits_hold_out_each_and_need_one_rule(tmp_path):
     assert res["images"] == 4
     assert {d: r["images"] for d, r in res["by_dataset"].items()} == {
         "shanghaitech/part_A": 2, "shanghaitech/part_B": 2}
+
+
+def test_weight_average_is_validated_saved_and_resumed(tmp_path):
+    """``optim.ema_decay``: the average is what validation and the best checkpoints see, the
+    trained weights go on unaveraged, and a resumed run continues the same average."""
+    from training.ema import WeightAverage
+
+    cfg = _cfg(tmp_path, "optim.ema_decay=0.5", "optim.lr=1e-2", "run.keep_best=5")
+    train(cfg)
+    ck = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ck["ema"]["updates"] == 2 and ck["ema"]["decay"] == 0.5
+    raw, avg = deploy_state(ck), ck["ema"]["avg"]
+    assert any(not torch.allclose(raw[k].float(), avg[k]) for k in avg)  # lr 1e-2 moved them
+    (best,) = sorted((tmp_path / "run").glob("best_*.pt"))
+    saved = deploy_state(load_checkpoint(best))
+    assert all(torch.allclose(saved[k].float(), avg[k]) for k in avg)
+    train(cfg)  # resume: two more iterations blended into the same average
+    ck2 = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ck2["ema"]["updates"] == 4
+    # swapping the average in and out leaves a network's own weights as they were
+    net = deploy_network(ck2)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    wa = WeightAverage(net, 0.9)
+    wa.avg = {k: v + 1 for k, v in wa.avg.items()}
+    with wa.swapped_in(net):
+        assert all(torch.allclose(net.state_dict()[k], before[k] + 1) for k in wa.avg)
+    assert all(torch.equal(net.state_dict()[k], before[k]) for k in before)
+    with pytest.raises(ConfigError, match="optim.ema_decay"):
+        _cfg(tmp_path, "optim.ema_decay=1.5")
