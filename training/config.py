@@ -27,6 +27,9 @@ class CropCfg(_Strict):
     #: how a window is enlarged to crop_size when s > 1: "linear", or "cubic" (cv2's bicubic,
     #: which is how frames are usually upscaled, e.g. by the scale test)
     upscale: Literal["linear", "cubic"] = "linear"
+    #: fixed crops: probability that a window is placed around a random annotated head
+    #: (dense crowds are then trained on in proportion to their count, not their area)
+    on_people: float = Field(0.0, ge=0, le=1)
     flip: float = 0.2
     replicate: int = 4
 

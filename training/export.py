@@ -38,8 +38,14 @@ def describe_recipe(cfg: dict[str, Any]) -> str:
     c = d["crop"]
     crop = (f"fixed {c['crop_size']}px crops, scale {c['scale'][0]}-{c['scale'][1]}"
             if c["mode"] == "fixed" else f"ratio crops {c['ratio'][0]}-{c['ratio'][1]}")
+    if c["mode"] == "fixed" and c.get("scale_dist", "uniform") != "uniform":
+        crop += f" ({c['scale_dist']})"
+    if c["mode"] == "fixed" and c.get("on_people"):
+        crop += f", {c['on_people']:g} of them around a head"
     return (f"{t['kind']} ({'GT only' if t['kind'] != 'skt' else 'SKT distillation'}), "
-            f"{o['name']} lr {o['lr']:g} {o['schedule']} wd {o['weight_decay']:g}, "
+            f"{o['name']} lr {o['lr']:g} {o['schedule']} wd {o['weight_decay']:g}"
+            + (f" (weights averaged, decay {o['ema_decay']:g})" if o.get("ema_decay") else "")
+            + ", "
             f"batch {r['batch_size']}, {crop}, flip {c['flip']}, amp {r['amp']}, "
             f"config '{cfg['name']}'")
 

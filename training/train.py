@@ -314,7 +314,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
                  rule.key)
     c = cfg.data.crop
     policy = CropPolicy(c.mode, tuple(c.ratio), c.crop_size, tuple(c.scale), c.flip, c.replicate,
-                        c.scale_dist, c.upscale)
+                        c.scale_dist, c.upscale, c.on_people)
     stride = 8
     train_ds = TrainCrops(train_items, rule, cache, policy, stride=stride, seed=cfg.run.seed,
                           in_memory=cfg.data.in_memory)

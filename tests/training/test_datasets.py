@@ -198,3 +198,27 @@ def test_real_shanghaitech_smoke(shanghaitech, tmp_path):
     assert count == first.count
     # sigma 15 loses some mass at the border; the target keeps most of it
     assert 0.8 * count < float(y.sum()) <= count * 1.02
+
+
+def test_crops_on_people_contain_a_head(tmp_path):
+    """``on_people=1``: every fixed crop's window holds an annotated head, so a crowd in one
+    corner of a large image is in every crop; uniform windows mostly miss it."""
+    pts = np.array([[20.0 + (i % 4) * 3, 18.0 + (i // 4) * 3] for i in range(12)])
+    root = _sht(tmp_path, n=1, pts=pts, h=240, w=320)
+    items = load_items("shanghaitech", root, "part_B/train_data")
+    cache = DensityCache(tmp_path / "cache")
+    sums = {}
+    for p in (0.0, 1.0):
+        ds = TrainCrops(items, SHB_RULE, cache, CropPolicy(
+            "fixed", crop_size=32, scale=(0.5, 2.0), flip=0.0, replicate=200, on_people=p),
+            seed=2)
+        sums[p] = np.array([float(ds[k][1].sum()) for k in range(len(ds))])
+    # SHB's sigma-15 blur spreads each head over a disc larger than the smaller windows
+    assert sums[1.0].min() > 0.1                  # part of the crowd in every window
+    assert np.median(sums[0.0]) < 0.01 and (sums[0.0] > 0.1).mean() < 0.1  # mostly empty
+    # the window around a coordinate stays inside the image and holds the coordinate
+    rng = np.random.default_rng(0)
+    for p, win, n in [(0, 16, 100), (99, 16, 100), (50, 100, 100), (150.7, 16, 100)]:
+        for _ in range(50):
+            s = TrainCrops._around(p, win, n, rng)
+            assert 0 <= s <= n - win and s <= min(int(p), n - 1) < s + win
