@@ -329,6 +329,9 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
         task_kw.update(lambda_count=cfg.task.lambda_count, count_half=cfg.task.count_half)
     task = build_task(cfg.task.kind, **task_kw).to(rt.device)
     routed = bool(getattr(task, "routed", False))
+    if c.mode == "ratio" and c.on_people:
+        raise ConfigError("applies to fixed crops only (data.crop.mode=fixed); "
+                          "ratio crops are placed uniformly", key="data.crop.on_people")
     if c.mode == "ratio" and cfg.run.batch_size != 1:
         raise UserError("data.crop.mode=ratio gives variable-size crops: run.batch_size must be 1")
     sampler = ResumableSampler(len(train_ds), cfg.run.seed, rt.rank, rt.world)

@@ -242,3 +242,15 @@ def test_weight_average_is_validated_saved_and_resumed(tmp_path):
     assert all(torch.equal(net.state_dict()[k], before[k]) for k in before)
     with pytest.raises(ConfigError, match="optim.ema_decay"):
         _cfg(tmp_path, "optim.ema_decay=1.5")
+
+
+def test_crops_on_people_train_and_need_fixed_crops(tmp_path):
+    """``data.crop.on_people`` reaches the training crops (a run with it trains and records it);
+    with ratio crops, which it does not apply to, the run stops naming the key."""
+    s = train(_cfg(tmp_path, "data.crop.on_people=0.5"))
+    assert s["global_it"] == 2
+    ck = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ck["config"]["data"]["crop"]["on_people"] == 0.5
+    with pytest.raises(ConfigError, match="data.crop.on_people"):
+        train(_cfg(tmp_path, "data.crop.on_people=0.5", "data.crop.mode=ratio",
+                   "run.batch_size=1", f"run.out_dir={tmp_path / 'ratio'}"))
