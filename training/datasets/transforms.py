@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -74,8 +76,10 @@ class _Store:
         self._dens: dict[int, np.ndarray] = {}
         # render (and cache on disk) every map up front; keep them only if in_memory
         if preload or not in_memory:
-            for i in range(len(self.items)):
-                self.get(i)
+            # decoding and rendering release the GIL: a few threads fill the store in parallel
+            n = min(8, os.cpu_count() or 1, max(1, len(self.items)))
+            with ThreadPoolExecutor(max_workers=n) as pool:
+                list(pool.map(self.get, range(len(self.items))))
             if not in_memory:
                 self._img.clear()
                 self._dens.clear()

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Train the SHB teacher, then the SKT SHB student from it, on a lent GPU (the device tool's
+# H200; Python 3.12, torch CUDA, no pydantic, no network, at most 64 MiB carried per call).
+#
+# The training data (SHB train_data, 58 MB) and the init (csrnet_sha as fp16, 31 MiB) do not fit
+# one call beside the tree, so they travel in parts, each call copying its part to $DATA:
+#   HERE:      bash scripts/gpu_train.sh prepare      -> build/gpu-train-{1,2,3} (git-ignored)
+#   DEVICE:    bash scripts/gpu_train.sh stage         (one call per part, carry=[build/gpu-train-N])
+#              bash scripts/gpu_train.sh train         (the last part's call; writes $OUT)
+# Outputs under $OUT: the teacher as fp16 safetensors in 15 MB parts (cat them), the student,
+# both runs' logs and CSVs. TRAIN_OVERRIDES (key=value ...) is added to both runs (a CPU dry run). The teacher's files reach $OUT before the student starts.
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+DATA="${GPU_TRAIN_DATA:-/tmp/gpu-train}"
+OUT="${OUT:-out/gpu_train}"
+IMAGES=shanghaitech/part_B/train_data/images
+
+case "${1:-train}" in
+prepare)
+  set -e
+  rm -rf build/gpu-train-1 build/gpu-train-2 build/gpu-train-3
+  python - <<'PY'
+import glob, os, shutil
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from streamcount.models.weights import resolve_model
+src = str(resolve_model("csrnet_sha"))
+with safe_open(src, "pt") as f:
+    meta = f.metadata()
+os.makedirs("build/gpu-train-2", exist_ok=True)
+save_file({k: v.half() for k, v in load_file(src).items()},
+          "build/gpu-train-2/csrnet_sha_fp16.safetensors", metadata=meta)
+root = "../shared/data/shanghaitech/part_B/train_data"
+limits, part, acc = {1: 13.5e6, 2: 24.5e6}, 1, 0.0
+for p in sorted(glob.glob(root + "/images/*.jpg")):
+    s = os.path.getsize(p)
+    if part in limits and acc + s > limits[part]:
+        part, acc = part + 1, 0.0
+    d = f"build/gpu-train-{part}/shanghaitech/part_B/train_data/images"
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(p, d)
+    acc += s
+shutil.copytree(root + "/ground-truth",
+                "build/gpu-train-3/shanghaitech/part_B/train_data/ground-truth")
+PY
+  du -sm build/gpu-train-*
+  exit 0;;
+stage)
+  mkdir -p "$DATA"
+  for d in build/gpu-train-*; do [ -d "$d" ] && cp -r "$d/." "$DATA/"; done
+  echo "staged: $(ls "$DATA/$IMAGES" 2>/dev/null | wc -l) images in $DATA"
+  exit 0;;
+train) ;;
+*) echo "usage: $0 prepare|stage|train" >&2; exit 2;;
+esac
+
+for d in build/gpu-train-*; do [ -d "$d" ] && cp -r "$d/." "$DATA/"; done
+n=$(ls "$DATA/$IMAGES" 2>/dev/null | wc -l)
+[ "$n" -eq 400 ] || { echo "error: $DATA/$IMAGES holds $n of SHB's 400 train images (stage every part first)"; exit 2; }
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 STREAMCOUNT_DENSITY_CACHE=/tmp/density
+PY=python3
+if $PY -c "import pydantic" 2>/dev/null; then
+  export PYTHONPATH="$PWD"
+elif [ -d /tmp/site ]; then
+  export PYTHONPATH="/tmp/site:$PWD"      # pydantic from gpu_check.sh's install
+else
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site build/gpu-wheels/*.whl || exit 3
+  export PYTHONPATH="/tmp/site:$PWD"
+fi
+T=training/checkpoints/gpu_teacher_shb
+S=training/checkpoints/gpu_skt_shb
+echo "=== teacher $(date +%T)"
+timeout "${TEACHER_LIMIT_S:-210}" $PY -m training.train --config configs/train/gpu_teacher_shb.yaml \
+  data.root="$DATA/shanghaitech" task.init="$DATA/csrnet_sha_fp16.safetensors" ${TRAIN_OVERRIDES:-} \
+  > "$OUT/teacher.log" 2>&1
+echo "teacher exit $?"; tail -n 8 "$OUT/teacher.log"
+best=$(ls "$T"/best_*.pt 2>/dev/null | head -n 1)
+[ -n "$best" ] || { echo "error: no best checkpoint in $T"; exit 1; }
+$PY -m training.export "$best" --out "$T/teacher_fp16.safetensors" --name gpu_teacher_shb --fp16 \
+  >> "$OUT/teacher.log" 2>&1 || exit 1
+sha256sum "$T/teacher_fp16.safetensors" | tee -a "$OUT/teacher.log"
+split -b 15M -d "$T/teacher_fp16.safetensors" "$OUT/teacher_fp16.part"
+echo "=== student $(date +%T)"
+mkdir -p runs
+$PY -m training.shrink "$T/teacher_fp16.safetensors" --images "$DATA/$IMAGES" \
+  --out runs/shrink_gpu_shb.safetensors > "$OUT/student.log" 2>&1 || exit 1
+timeout "${STUDENT_LIMIT_S:-130}" $PY -m training.train --config configs/train/gpu_skt_shb.yaml \
+  data.root="$DATA/shanghaitech" ${TRAIN_OVERRIDES:-} >> "$OUT/student.log" 2>&1
+echo "student exit $?"; tail -n 8 "$OUT/student.log"
+best=$(ls "$S"/best_*.pt 2>/dev/null | head -n 1)
+[ -n "$best" ] && $PY -m training.export "$best" --out "$OUT/gpu_skt_shb.safetensors" \
+  --name gpu_skt_shb >> "$OUT/student.log" 2>&1
+tar czf "$OUT/csv.tgz" "$T"/*.csv "$S"/*.csv 2>/dev/null
+ls -la "$OUT"
