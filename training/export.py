@@ -8,6 +8,8 @@ header (architecture, preprocessing, training data, recipe, licence, measured me
 at once as ``streamcount count --model FILE``. ``--eval`` evaluates the exported file with
 :mod:`training.evaluate` (streamcount's inference path) and records the results in the card;
 ``--metrics`` records results from earlier ``training.evaluate --out`` JSON files.
+Given an exported ``.safetensors`` instead of a checkpoint, it writes the same weights with
+the card updated (``--name``, ``--metrics``, ``--source``, ``--training-data``).
 """
 
 from __future__ import annotations
@@ -91,6 +93,25 @@ def export(checkpoint: str | Path, out: str | Path, name: str | None = None,
     return save_model(out, net.eval(), card, dtype=torch.float16 if fp16 else None)
 
 
+def recard(model_file: str | Path, out: str | Path, name: str | None = None,
+           metrics: list[Metric] | None = None, source: str = "",
+           training_data: str | None = None, fp16: bool = False) -> ModelCard:
+    """Write an already exported model file again with its card updated: a new name, measured
+    metrics (replacing the stored ones when given), source or training data. The weights are
+    unchanged (a model trained elsewhere, e.g. on a lent GPU, whose checkpoint stayed there)."""
+    net, card = load_model(model_file)
+    kw: dict[str, Any] = {}
+    if name:
+        kw["name"] = name
+    if metrics:
+        kw["metrics"] = tuple(metrics)
+    if source:
+        kw["source"] = source
+    if training_data:
+        kw["training_data"] = training_data
+    return save_model(out, net.eval(), card.with_(**kw), dtype=torch.float16 if fp16 else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.export",
                                  description=__doc__.split("\n")[0])
@@ -113,6 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         metrics = [metric_from_result(json.loads(Path(m).read_text())) for m in args.metrics]
         val = json.loads(Path(args.val).read_text()) if args.val else None
+        if args.checkpoint.endswith(".safetensors"):  # an exported model: update its card
+            if args.eval or args.val:
+                raise UserError(f"{args.checkpoint}: --eval and --val need a training "
+                                "checkpoint; record results of a model file with --metrics")
+            card = recard(args.checkpoint, args.out, args.name, metrics, args.source,
+                          args.training_data, fp16=args.fp16)
+            print(f"wrote {args.out}: {card.arch}, sha256 {card.sha256[:12]}")
+            return 0
         card = export(args.checkpoint, args.out, args.name, args.training_data, args.licence,
                       metrics, args.source, val, fp16=args.fp16)
         if args.eval:

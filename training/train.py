@@ -163,6 +163,8 @@ class Runtime:
                 raise UserError("run.device is cuda but no CUDA device is available")
             if self.world > 1:
                 want = f"cuda:{self.local_rank}"
+            elif want == "cuda":
+                want = f"cuda:{torch.cuda.current_device()}"
             torch.cuda.set_device(torch.device(want))
         self.device = torch.device(want)
         if self.world > 1 and not dist.is_initialized():

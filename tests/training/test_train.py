@@ -119,6 +119,29 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+def test_export_recards_a_model_file(tmp_path, capsys):
+    cfg = _cfg(tmp_path)
+    train(cfg)
+    first = tmp_path / "m.safetensors"
+    assert export_main([str(tmp_path / "run" / "last.pt"), "--out", str(first)]) == 0
+    res = tmp_path / "r.json"
+    assert evaluate_main(["--model", str(first), "--data", cfg.data.root, "--split",
+                          "part_B/train_data", "--max-side", "0", "--out", str(res)]) == 0
+    out = tmp_path / "renamed.safetensors"
+    assert export_main([str(first), "--out", str(out), "--name", "renamed", "--metrics",
+                        str(res), "--source", "trained elsewhere"]) == 0
+    net0, card0 = load_model(first)
+    net, card = load_model(out)
+    assert card.name == "renamed" and card.source == "trained elsewhere"
+    assert card.metrics[0].mae == pytest.approx(json.loads(res.read_text())["mae"], abs=1e-3)
+    assert card.recipe == card0.recipe and card.sha256 == card0.sha256
+    assert all(torch.equal(v, net0.state_dict()[k]) for k, v in net.state_dict().items())
+    # a model file has no hold-out or training data to evaluate from
+    assert export_main([str(first), "--out", str(out), "--eval", "part_B/train_data",
+                        "--data", cfg.data.root]) == 2
+    assert "--eval and --val need a training checkpoint" in capsys.readouterr().err
+
+
 def test_target_scale_is_divided_out_at_export(tmp_path):
     cfg = _cfg(tmp_path, "data.target_scale=100", "data.border=renormalize")
     train(cfg)
