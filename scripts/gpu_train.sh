@@ -8,11 +8,18 @@
 #   DEVICE:    bash scripts/gpu_train.sh stage         (one call per part, carry=[build/gpu-train-N])
 #              bash scripts/gpu_train.sh train         (the last part's call; writes $OUT)
 # Outputs under $OUT: the teacher as fp16 safetensors in 15 MB parts (cat them), the student,
-# both runs' logs and CSVs. TRAIN_OVERRIDES (key=value ...) is added to both runs (a CPU dry run). The teacher's files reach $OUT before the student starts.
+# both runs' logs and CSVs; the teacher's files reach $OUT before the student starts.
+# Environment: TRAIN_OVERRIDES (key=value ... added to both runs), TEACHER_LIMIT_S and
+# STUDENT_LIMIT_S (hard time limits), GPU_TRAIN_DATA (staging folder), GPU_TRAIN_RUNS (runs'
+# parent folder), GPU_TRAIN_PARTS (where the gpu-train-N parts are), GPU_TRAIN_IMAGES (images
+# expected). tests/training/test_gpu_train_script.py runs it on the CPU with a tiny dataset.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
-DATA="${GPU_TRAIN_DATA:-/tmp/gpu-train}"
+DATA="${GPU_TRAIN_DATA:-/tmp/gpu-train}"       # where the staged parts are put together
 OUT="${OUT:-out/gpu_train}"
+RUNS="${GPU_TRAIN_RUNS:-training/checkpoints}"  # the two runs' out_dirs go under it
+WANT="${GPU_TRAIN_IMAGES:-400}"                  # SHB train_data holds 400 images
+PARTS="${GPU_TRAIN_PARTS:-build}"                # the carried parts: $PARTS/gpu-train-N
 IMAGES=shanghaitech/part_B/train_data/images
 
 case "${1:-train}" in
@@ -47,18 +54,18 @@ PY
   exit 0;;
 stage)
   mkdir -p "$DATA"
-  for d in build/gpu-train-*; do [ -d "$d" ] && cp -r "$d/." "$DATA/"; done
+  for d in "$PARTS"/gpu-train-*; do [ -d "$d" ] && cp -r "$d/." "$DATA/"; done
   echo "staged: $(ls "$DATA/$IMAGES" 2>/dev/null | wc -l) images in $DATA"
   exit 0;;
 train) ;;
 *) echo "usage: $0 prepare|stage|train" >&2; exit 2;;
 esac
 
-for d in build/gpu-train-*; do [ -d "$d" ] && cp -r "$d/." "$DATA/"; done
+for d in "$PARTS"/gpu-train-*; do [ -d "$d" ] && cp -r "$d/." "$DATA/"; done
 n=$(ls "$DATA/$IMAGES" 2>/dev/null | wc -l)
-[ "$n" -eq 400 ] || { echo "error: $DATA/$IMAGES holds $n of SHB's 400 train images (stage every part first)"; exit 2; }
+[ "$n" -eq "$WANT" ] || { echo "error: $DATA/$IMAGES holds $n of the $WANT train images (stage every part first)"; exit 2; }
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 STREAMCOUNT_DENSITY_CACHE=/tmp/density
+export PYTHONUNBUFFERED=1 STREAMCOUNT_DENSITY_CACHE="${STREAMCOUNT_DENSITY_CACHE:-/tmp/density}"
 PY=python3
 if $PY -c "import pydantic" 2>/dev/null; then
   export PYTHONPATH="$PWD"
@@ -69,11 +76,12 @@ else
       --target /tmp/site build/gpu-wheels/*.whl || exit 3
   export PYTHONPATH="/tmp/site:$PWD"
 fi
-T=training/checkpoints/gpu_teacher_shb
-S=training/checkpoints/gpu_skt_shb
+T="$RUNS/gpu_teacher_shb"
+S="$RUNS/gpu_skt_shb"
 echo "=== teacher $(date +%T)"
 timeout "${TEACHER_LIMIT_S:-210}" $PY -m training.train --config configs/train/gpu_teacher_shb.yaml \
-  data.root="$DATA/shanghaitech" task.init="$DATA/csrnet_sha_fp16.safetensors" ${TRAIN_OVERRIDES:-} \
+  data.root="$DATA/shanghaitech" task.init="$DATA/csrnet_sha_fp16.safetensors" run.out_dir="$T" \
+  ${TRAIN_OVERRIDES:-} \
   > "$OUT/teacher.log" 2>&1
 echo "teacher exit $?"; tail -n 8 "$OUT/teacher.log"
 best=$(ls "$T"/best_*.pt 2>/dev/null | head -n 1)
@@ -83,14 +91,16 @@ $PY -m training.export "$best" --out "$T/teacher_fp16.safetensors" --name gpu_te
 sha256sum "$T/teacher_fp16.safetensors" | tee -a "$OUT/teacher.log"
 split -b 15M -d "$T/teacher_fp16.safetensors" "$OUT/teacher_fp16.part"
 echo "=== student $(date +%T)"
-mkdir -p runs
 $PY -m training.shrink "$T/teacher_fp16.safetensors" --images "$DATA/$IMAGES" \
-  --out runs/shrink_gpu_shb.safetensors > "$OUT/student.log" 2>&1 || exit 1
+  --out "$RUNS/shrink_gpu_shb.safetensors" > "$OUT/student.log" 2>&1 || exit 1
 timeout "${STUDENT_LIMIT_S:-130}" $PY -m training.train --config configs/train/gpu_skt_shb.yaml \
-  data.root="$DATA/shanghaitech" ${TRAIN_OVERRIDES:-} >> "$OUT/student.log" 2>&1
+  data.root="$DATA/shanghaitech" task.init="$RUNS/shrink_gpu_shb.safetensors" \
+  task.teacher="$T/teacher_fp16.safetensors" run.out_dir="$S" ${TRAIN_OVERRIDES:-} \
+  >> "$OUT/student.log" 2>&1
 echo "student exit $?"; tail -n 8 "$OUT/student.log"
 best=$(ls "$S"/best_*.pt 2>/dev/null | head -n 1)
 [ -n "$best" ] && $PY -m training.export "$best" --out "$OUT/gpu_skt_shb.safetensors" \
   --name gpu_skt_shb >> "$OUT/student.log" 2>&1
 tar czf "$OUT/csv.tgz" "$T"/*.csv "$S"/*.csv 2>/dev/null
 ls -la "$OUT"
+[ -f "$OUT/gpu_skt_shb.safetensors" ] || { echo "error: no student exported"; exit 1; }
