@@ -7,6 +7,13 @@
 #   HERE:      bash scripts/gpu_train.sh prepare      -> build/gpu-train-{1,2,3} (git-ignored)
 #   DEVICE:    bash scripts/gpu_train.sh stage         (one call per part, carry=[build/gpu-train-N])
 #              bash scripts/gpu_train.sh train         (the last part's call; writes $OUT)
+# The A+B student (configs/train/gpu_skt_ab.yaml: the default + SKT, a teacher per dataset):
+#   HERE:      bash scripts/gpu_train.sh prepare-ab   -> build/gpu-ab-N (both teachers, A + B train)
+#   DEVICE:    GPU_TRAIN_PARTS=build PARTS_GLOB=gpu-ab-* bash scripts/gpu_train.sh stage  (each part)
+#              bash scripts/gpu_train.sh train-ab      (the last part's call; writes $OUT)
+# The checkout travels too and must fit beside a part: take training/checkpoints and the
+# weights other than default/yolo out of the index for the calls (git rm -r --cached, listed in
+# .git/info/exclude, files moved aside), and `git reset` afterwards.
 # Outputs under $OUT: the teacher as fp16 safetensors in 15 MB parts (cat them), the student,
 # both runs' logs and CSVs; the teacher's files reach $OUT before the student starts.
 # Environment: TRAIN_OVERRIDES (key=value ... added to both runs), TEACHER_LIMIT_S and
@@ -20,6 +27,7 @@ OUT="${OUT:-out/gpu_train}"
 RUNS="${GPU_TRAIN_RUNS:-training/checkpoints}"  # the two runs' out_dirs go under it
 WANT="${GPU_TRAIN_IMAGES:-400}"                  # SHB train_data holds 400 images
 PARTS="${GPU_TRAIN_PARTS:-build}"                # the carried parts: $PARTS/gpu-train-N
+PARTS_GLOB="${PARTS_GLOB:-gpu-train-*}"          # gpu-ab-* for the A+B parts
 IMAGES=shanghaitech/part_B/train_data/images
 
 case "${1:-train}" in
@@ -54,16 +62,63 @@ PY
   exit 0;;
 stage)
   mkdir -p "$DATA"
-  for d in "$PARTS"/gpu-train-*; do [ -d "$d" ] && cp -r "$d/." "$DATA/"; done
-  echo "staged: $(ls "$DATA/$IMAGES" 2>/dev/null | wc -l) images in $DATA"
+  for d in "$PARTS"/$PARTS_GLOB; do [ -d "$d" ] && cp -r "$d/." "$DATA/"; done
+  echo "staged: $(find "$DATA" -name '*.jpg' 2>/dev/null | wc -l) images in $DATA"
   exit 0;;
+prepare-ab)
+  set -e
+  rm -rf build/gpu-ab-*
+  python - <<'PY'
+import glob, os, shutil
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from streamcount.models.weights import resolve_model
+LIMIT = 55e6  # bytes per part: the checkout (about 8 MB without checkpoints) travels beside it
+os.makedirs("build/gpu-ab-tmp", exist_ok=True)
+src = str(resolve_model("csrnet_sha"))
+with safe_open(src, "pt") as f:
+    meta = f.metadata()
+save_file({k: v.half() for k, v in load_file(src).items()},
+          "build/gpu-ab-tmp/csrnet_sha_fp16.safetensors", metadata=meta)
+files = [("build/gpu-ab-tmp/csrnet_sha_fp16.safetensors", "csrnet_sha_fp16.safetensors"),
+         ("training/checkpoints/gpu_teacher_shb/teacher_fp16.safetensors",
+          "gpu_teacher_shb_fp16.safetensors")]
+root = "../shared/data/shanghaitech"
+for part in ("part_A", "part_B"):
+    for kind in ("ground-truth", "images"):
+        for p in sorted(glob.glob(f"{root}/{part}/train_data/{kind}/*")):
+            files.append((p, os.path.relpath(p, os.path.dirname(root))))
+n, acc = 1, 0.0
+for src_path, rel in files:
+    s = os.path.getsize(src_path)
+    if acc and acc + s > LIMIT:
+        n, acc = n + 1, 0.0
+    dest = f"build/gpu-ab-{n}/{rel}"
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    shutil.copy(src_path, dest)
+    acc += s
+shutil.rmtree("build/gpu-ab-tmp")
+print(f"{n} parts")
+PY
+  du -sm build/gpu-ab-*
+  exit 0;;
+train-ab)
+  for d in "$PARTS"/gpu-ab-*; do [ -d "$d" ] && cp -r "$d/." "$DATA/"; done
+  n=$(find "$DATA"/shanghaitech/part_A/train_data/images "$DATA"/shanghaitech/part_B/train_data/images -name '*.jpg' 2>/dev/null | wc -l)
+  want="${GPU_TRAIN_IMAGES:-700}"                # SHA 300 + SHB 400 train images
+  [ "$n" -eq "$want" ] || { echo "error: $DATA holds $n of the $want A+B train images (stage every part first)"; exit 2; }
+  for f in csrnet_sha_fp16 gpu_teacher_shb_fp16; do
+    [ -f "$DATA/$f.safetensors" ] || { echo "error: $DATA/$f.safetensors missing (stage every part first)"; exit 2; }
+  done;;
 train) ;;
-*) echo "usage: $0 prepare|stage|train" >&2; exit 2;;
+*) echo "usage: $0 prepare|stage|train|prepare-ab|train-ab" >&2; exit 2;;
 esac
 
-for d in "$PARTS"/gpu-train-*; do [ -d "$d" ] && cp -r "$d/." "$DATA/"; done
-n=$(ls "$DATA/$IMAGES" 2>/dev/null | wc -l)
-[ "$n" -eq "$WANT" ] || { echo "error: $DATA/$IMAGES holds $n of the $WANT train images (stage every part first)"; exit 2; }
+if [ "${1:-train}" = train ]; then
+  for d in "$PARTS"/gpu-train-*; do [ -d "$d" ] && cp -r "$d/." "$DATA/"; done
+  n=$(ls "$DATA/$IMAGES" 2>/dev/null | wc -l)
+  [ "$n" -eq "$WANT" ] || { echo "error: $DATA/$IMAGES holds $n of the $WANT train images (stage every part first)"; exit 2; }
+fi
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 STREAMCOUNT_DENSITY_CACHE="${STREAMCOUNT_DENSITY_CACHE:-/tmp/density}"
 PY=python3
@@ -75,6 +130,23 @@ else
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target /tmp/site build/gpu-wheels/*.whl || exit 3
   export PYTHONPATH="/tmp/site:$PWD"
+fi
+if [ "${1:-train}" = train-ab ]; then
+  A="$RUNS/gpu_skt_ab"
+  echo "=== A+B student $(date +%T)"
+  timeout "${AB_LIMIT_S:-400}" $PY -m training.train --config configs/train/gpu_skt_ab.yaml \
+    data.root="$DATA/shanghaitech" run.out_dir="$A" \
+    "task.teachers={shanghaitech/part_A: $DATA/csrnet_sha_fp16.safetensors, shanghaitech/part_B: $DATA/gpu_teacher_shb_fp16.safetensors}" \
+    ${TRAIN_OVERRIDES:-} > "$OUT/ab.log" 2>&1
+  echo "A+B student exit $?"; tail -n 8 "$OUT/ab.log"
+  best=$(ls "$A"/best_*.pt 2>/dev/null | head -n 1)
+  [ -n "$best" ] || { echo "error: no best checkpoint in $A"; exit 1; }
+  cp "$best" "$OUT/"                                   # about 5 MB: the hold-outs are re-measured here
+  $PY -m training.export "$best" --out "$OUT/gpu_skt_ab.safetensors" --name gpu_skt_ab \
+    >> "$OUT/ab.log" 2>&1 || exit 1
+  tar czf "$OUT/csv.tgz" "$A"/*.csv
+  ls -la "$OUT"
+  exit 0
 fi
 T="$RUNS/gpu_teacher_shb"
 S="$RUNS/gpu_skt_shb"
