@@ -9,6 +9,9 @@
 #      under build/, which .gitignore ignores, so they never get committed.
 #   2. On the device:  run(command="bash scripts/gpu_check.sh", carry=["build/gpu-wheels",
 #      "build/gpu-data"], timeout_s=540)
+#      (the checkout travels with every call and is over 64 MiB with training/checkpoints and
+#      all packaged weights: take those out of the index for the call, as scripts/gpu_train.sh's
+#      header says; on 4 Dec 2026 the call carried 61 MiB and took 105 s plus the machine's start)
 #      runs the GPU tests (and the CPU side of the same test files, on torch 2.11), the parity
 #      tests, `bench model` (torch vs cuda, fp32/fp16) and `bench capacity` (cuda), writing
 #      logs and JSON under $OUT (default out/gpu_check; 8 files, the most a run returns). Budget: at most 150+100+60+150 s of steps, under 8 minutes.
