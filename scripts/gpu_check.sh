@@ -8,13 +8,16 @@
 #      (MCNN part-B weights, 8 + 16 ShanghaiTech images, ~5 MB) into build/gpu-data/. Both are
 #      under build/, which .gitignore ignores, so they never get committed.
 #   2. On the device:  run(command="bash scripts/gpu_check.sh", carry=["build/gpu-wheels",
-#      "build/gpu-data"], timeout_s=540)
+#      "build/gpu-data"], timeout_s=590)
 #      (the checkout travels with every call and is over 64 MiB with training/checkpoints and
 #      all packaged weights: take those out of the index for the call, as scripts/gpu_train.sh's
 #      header says; on 4 Dec 2026 the call carried 61 MiB and took 105 s plus the machine's start)
 #      runs the GPU tests (and the CPU side of the same test files, on torch 2.11), the parity
 #      tests, `bench model` (torch vs cuda, fp32/fp16) and `bench capacity` (cuda), writing
-#      logs and JSON under $OUT (default out/gpu_check; 8 files, the most a run returns). Budget: at most 150+100+60+150 s of steps, under 8 minutes.
+#      logs and JSON under $OUT (default out/gpu_check; the JSON results as one tar,
+#      results_json.tar: a run returns 8 files at most), and `bench capacity` again with
+#      software decoding. Budget: at most 150+100+60+150+100 s of steps, under 10 minutes
+#      (on 4 Dec 2026 the four steps then present took 105 s): timeout_s=590.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 
@@ -110,5 +113,14 @@ step bench_capacity 150 $PY -m streamcount.bench capacity --model csrnet_1_4 --b
   --precision fp16 --fps 5 --size 1080p --duration 5 --warmup 2 --start 8 --max-streams 512 \
   --max-trials 8 --json "$OUT/bench_capacity_cuda.json"
 
+# 4. the same with software decoding: on the H200 (4 Dec 2026) step 3 held one camera at 5 fps
+#    with NVDEC although inference took under 1 ms a frame, while this loop holds two 1080p
+#    cameras on a 2-core CPU; this run tells the NVDEC readers from the CUDA backend
+step bench_capacity_sw 100 $PY -m streamcount.bench capacity --model csrnet_1_4 --backend cuda \
+  --precision fp16 --fps 5 --size 1080p --duration 5 --warmup 2 --start 8 --max-streams 512 \
+  --max-trials 6 --hwaccel none --json "$OUT/bench_capacity_sw.json"
+
+# a run returns at most 8 files: the JSON results travel as one tar
+(cd "$OUT" && tar cf results_json.tar ./*.json && rm -f ./*.json)
 echo "gpu_check finished with status $status; files in $OUT"
 exit $status
