@@ -18,7 +18,7 @@ itself for dense ones, switched per frame by the latter's mean density, with the
 the card (test figures included) that :mod:`training.combine` and :mod:`training.evaluate`
 produced (``training/checkpoints/accurate/card.json``). The model holds the imported weights, so
 it is built on the user's machine, never shipped. A model built from an earlier card (whose
-sha256 is not the card's) is built again.
+sha256 is not the card's), or a file there that is no readable model, is built again.
 
 Exit 0 when the model exists (already imported or imported now), 2 with one line when the
 registry cannot be reached or the file is not the expected one.
@@ -33,7 +33,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streamcount.errors import UserError
+from streamcount.errors import ModelError, UserError
 from streamcount.models.importers import file_sha256, import_checkpoint
 from streamcount.models.weights import user_model_dir
 
@@ -120,12 +120,16 @@ def build_accurate(name: str = "accurate", cache: Path | None = None,
     except (ValueError, TypeError, KeyError) as e:
         raise UserError(f"{card_file}: not a model card ({e})") from None
     if out.is_file() and not force:
-        built = read_card(out).sha256
-        if not card.sha256 or built == card.sha256:
+        try:
+            built: str | None = read_card(out).sha256
+        except ModelError:  # a broken earlier build (e.g. an interrupted write): build again
+            built = None
+        if built is not None and (not card.sha256 or built == card.sha256):
             return out
         # an earlier build (an older card: other members or thresholds): build this one
-        log.info("%s: built from an earlier card (sha256 %s...); rebuilding from %s",
-                 out, built[:12], card_file)
+        log.info("%s: %s; rebuilding from %s", out,
+                 f"built from an earlier card (sha256 {built[:12]}...)" if built
+                 else "not a readable model", card_file)
     if card.arch != "csrnet_dual" or not {"lo", "hi"} <= set(card.extra):
         raise UserError(f"{card_file}: not a csrnet_dual card with extra.lo and extra.hi")
     if not shb_teacher.is_file():

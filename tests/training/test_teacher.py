@@ -142,6 +142,10 @@ def test_an_earlier_accurate_build_is_replaced_by_the_current_card(tmp_path: Pat
     stamp = out.stat().st_mtime_ns
     assert teacher.build_accurate(shb_teacher=shb, card_file=new_card) == out
     assert out.stat().st_mtime_ns == stamp
+    # a broken file where the model belongs (an interrupted write) is built again
+    out.write_bytes(b"not a model")
+    teacher.build_accurate(shb_teacher=shb, card_file=new_card)
+    assert read_card(out).sha256 == read_card(probe).sha256
 
 
 def test_accurate_bad_inputs_are_one_line_and_exit_2(tmp_path: Path, monkeypatch,
